@@ -1,0 +1,1 @@
+"""Examples that use the pyomo_prefobj public API."""

@@ -1,0 +1,1 @@
+"""COVID-19 healthcare facility allocation: the demonstrator of the paper."""

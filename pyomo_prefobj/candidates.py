@@ -1,0 +1,118 @@
+"""Feasible candidate decisions, as sampled by :meth:`PreferenceObjective.sample`.
+
+A candidate is one feasible decision ``u`` of a model at one context ``x0``.
+Decisions are numpy vectors in the order of the component's decision
+variables (``decision_names``): each entry of ``decisions`` in the order
+given, an indexed Var in its index order.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import PairsError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One feasible decision at one context.
+
+    Attributes:
+        u: decision values, shape ``(d,)``.
+        context: context values, shape ``(k,)`` (``k`` may be 0).
+        nominal_cost: value of the model's nominal objective at ``u``.
+        names: decision names, length ``d``, in the order of ``u``.
+        group: index of the context this candidate was sampled at.
+    """
+
+    u: np.ndarray
+    context: np.ndarray
+    nominal_cost: float
+    names: tuple = field(repr=False)
+    group: int = 0
+
+    @property
+    def values(self):
+        """dict: decision name -> value."""
+        return dict(zip(self.names, self.u.tolist()))
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A set of feasible decisions, stacked.
+
+    Attributes:
+        u: decisions, shape ``(n, d)``.
+        context: the context of each decision, shape ``(n, k)``.
+        nominal_cost: nominal objective of each decision, shape ``(n,)``.
+        group: index of each decision's context in the sampled contexts,
+            shape ``(n,)``; candidates of one group share a context.
+        names: decision names, length ``d``.
+    """
+
+    u: np.ndarray
+    context: np.ndarray
+    nominal_cost: np.ndarray
+    group: np.ndarray
+    names: tuple
+
+    def __post_init__(self):
+        n = len(self.u)
+        u = np.asarray(self.u, dtype=float)
+        if u.ndim != 2:
+            raise PairsError(f"Candidates.u must have shape (n, d); got {u.shape}")
+        context = np.asarray(self.context, dtype=float).reshape(n, -1)
+        object.__setattr__(self, "u", u)
+        object.__setattr__(self, "context", context)
+        object.__setattr__(
+            self, "nominal_cost", np.asarray(self.nominal_cost, dtype=float).reshape(n)
+        )
+        object.__setattr__(self, "group", np.asarray(self.group, dtype=int).reshape(n))
+        object.__setattr__(self, "names", tuple(self.names))
+        if len(self.names) != u.shape[1]:
+            raise PairsError(
+                f"Candidates have {u.shape[1]} decision columns but "
+                f"{len(self.names)} names"
+            )
+
+    def __len__(self):
+        return len(self.u)
+
+    def __getitem__(self, index):
+        return Candidate(
+            u=self.u[index],
+            context=self.context[index],
+            nominal_cost=float(self.nominal_cost[index]),
+            names=self.names,
+            group=int(self.group[index]),
+        )
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def groups(self):
+        """Return the candidate indices of each context, as a list of arrays."""
+        return [np.flatnonzero(self.group == g) for g in np.unique(self.group)]
+
+    @classmethod
+    def concatenate(cls, parts):
+        """Stack several candidate sets of the same decisions into one.
+
+        Groups are renumbered so candidates of different sets never share one.
+        """
+        parts = list(parts)
+        if not parts:
+            raise PairsError("Candidates.concatenate needs at least one set")
+        offset, groups = 0, []
+        for part in parts:
+            if part.names != parts[0].names:
+                raise PairsError("cannot concatenate candidates of different decisions")
+            groups.append(part.group + offset)
+            offset += int(part.group.max()) + 1 if len(part) else 0
+        return cls(
+            u=np.vstack([p.u for p in parts]),
+            context=np.vstack([p.context for p in parts]),
+            nominal_cost=np.concatenate([p.nominal_cost for p in parts]),
+            group=np.concatenate(groups),
+            names=parts[0].names,
+        )

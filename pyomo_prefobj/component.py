@@ -1,0 +1,689 @@
+"""The ``PreferenceObjective`` block: a learned objective for any Pyomo model.
+
+::
+
+    m.pref = PreferenceObjective(decisions=[m.x, m.y], context=[m.x0])
+    candidates = m.pref.sample(contexts, per_context=20, seed=0)
+    pairs = m.pref.ask(candidates, n_pairs=448, oracle=ScoreOracle(score))
+    report = m.pref.fit(pairs, seed=0)
+    m.pref.activate(context)           # learned objective replaces the nominal
+    pyo.SolverFactory("scip").solve(m)
+    m.pref.deactivate()                # nominal objective back
+
+The learned objective is the convex quadratic
+
+    f(u, x0) = 1/2 u' H(x0) u + q(x0)' u + c(x0),
+    H = P' S S' P,  q = P' qz - H mu,
+
+with ``S(x0)``, ``qz(x0)`` output by the learner and ``z = P (u - mu)`` the
+PCA coordinates (see :mod:`pyomo_prefobj.quadratic`). Two formulations put
+it into the model:
+
+* ``"compact"`` (default): auxiliary variables ``z = P (u - mu)`` (r of
+  them), ``w = c S' z``, epigraph variables ``e_k >= w_k^2``, and objective
+  ``1/(2 c^2) sum_k e_k + qz' z``; O(d r) terms. ``c = 1 / max|S|`` scales
+  the rows SCIP sees without moving the minimizer or changing the value.
+* ``"dense"``: ``1/2 u' H u + q' u + c`` written out; O(d^2) terms.
+
+Changing the context only pushes new values into mutable Params.
+"""
+
+import json
+import logging
+import warnings
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.base.block import BlockData, declare_custom_block
+
+from . import oracles, sampling
+from .candidates import Candidates
+from .errors import (
+    ContextError,
+    DecisionError,
+    FileFormatError,
+    LearningError,
+    ModelError,
+    NoFeasibleCandidateError,
+    NotFittedError,
+    PairsError,
+)
+from .learning import PreferenceLearner
+from .pairs import Pairs
+from .progress import progress_bar
+from .solver import ScipSession
+
+logger = logging.getLogger(__name__)
+
+FORMULATIONS = ("compact", "dense")
+MODEL_FORMAT = "pyomo_prefobj.preference_objective"
+MODEL_VERSION = 1
+
+
+def _as_list(items):
+    if items is None:
+        return []
+    if isinstance(items, (list, tuple)):
+        return list(items)
+    return [items]
+
+
+def _flatten(items, model, ctype, what, error):
+    """Flatten components / component data of ``ctype`` into a list of data."""
+    flat = []
+    for item in _as_list(items):
+        if isinstance(item, str):
+            found = model.find_component(item)
+            if found is None:
+                raise error(f"PreferenceObjective: no {what} named {item!r} on the model")
+            item = found
+        if getattr(item, "ctype", None) is not ctype:
+            raise error(
+                f"PreferenceObjective: {what} must be Pyomo {ctype.__name__} "
+                f"components or their elements; got {item!r} ({type(item).__name__})"
+            )
+        flat.extend(item.values() if item.is_indexed() else [item])
+    seen = set()
+    for data in flat:
+        if data.model() is not model:
+            raise error(
+                f"PreferenceObjective: {what} {data.name!r} belongs to another "
+                "model; pass components of the model the PreferenceObjective is added to"
+            )
+        if id(data) in seen:
+            raise error(f"PreferenceObjective: {what} {data.name!r} is given twice")
+        seen.add(id(data))
+    return flat
+
+
+@declare_custom_block("PreferenceObjective", rule="build")
+class PreferenceObjectiveData(BlockData):
+    """A learned convex quadratic objective attached to a Pyomo model.
+
+    Keyword Args:
+        decisions: Var components or VarData the objective is a function
+            of (the decision vector ``u``, in this order, each indexed Var in
+            its index order; see ``decision_names``).
+        context: mutable Param components or ParamData holding the context
+            ``x0`` (may be empty).
+        formulation: ``"compact"`` (default) or ``"dense"``.
+        progress: show progress bars on long work (default True).
+        solver_options: SCIP parameters for the component's own solves.
+    """
+
+    def build(self, *args, decisions=None, context=(), formulation="compact",
+              progress=True, solver_options=None, _saved=None):
+        try:
+            self._build(decisions, context, formulation, progress, solver_options, _saved)
+        except Exception:
+            # Leave the user's model exactly as it was before the assignment.
+            self.parent_block().del_component(self)
+            raise
+
+    def _build(self, decisions, context, formulation, progress, solver_options, saved):
+        model = self.model()
+        if saved is not None:
+            meta, learner = saved
+            decisions = meta["decisions"] if decisions is None else decisions
+            context = meta["context"] if not context else context
+            formulation = meta.get("formulation", formulation)
+        else:
+            learner = None
+        variables = _flatten(decisions, model, pyo.Var, "decisions", DecisionError)
+        if not variables:
+            raise DecisionError(
+                "PreferenceObjective needs at least one decision variable; "
+                "got an empty decisions list"
+            )
+        params = _flatten(context, model, pyo.Param, "context", ContextError)
+        for param in params:
+            if not param.parent_component().mutable:
+                raise ContextError(
+                    f"PreferenceObjective: context Param {param.name!r} is not "
+                    "mutable; declare it with Param(mutable=True)"
+                )
+        if formulation not in FORMULATIONS:
+            raise ModelError(
+                f"PreferenceObjective: formulation must be one of {FORMULATIONS}; "
+                f"got {formulation!r}"
+            )
+        self.decision = pyo.Reference(variables)
+        if params:
+            self.context_param = pyo.Reference(params)
+        self._decision_names = tuple(v.getname(fully_qualified=True) for v in variables)
+        self._context_names = tuple(p.getname(fully_qualified=True) for p in params)
+        if learner is not None and learner.n_decisions_ != len(variables):
+            raise FileFormatError(
+                f"the saved objective has {learner.n_decisions_} decisions; "
+                f"this model gives {len(variables)}"
+            )
+        self._formulation = formulation
+        self._progress = bool(progress)
+        self._solver_options = dict(solver_options or {})
+        self._learner = learner
+        self._links = {"nominal": None}  # a dict: Pyomo would adopt a bare component attribute
+        self._saved_context = None
+        self._built_shape = None
+
+    # ------------------------------------------------------------------
+    # Basic properties
+    # ------------------------------------------------------------------
+    @property
+    def decision_names(self):
+        """tuple of str: names of the decisions, in the order of ``u``."""
+        return self._decision_names
+
+    @property
+    def context_names(self):
+        """tuple of str: names of the context Params, in the order of ``x0``."""
+        return self._context_names
+
+    @property
+    def n_decisions(self):
+        """int: length ``d`` of the decision vector."""
+        return len(self._decision_names)
+
+    @property
+    def n_context(self):
+        """int: length ``k`` of the context vector."""
+        return len(self._context_names)
+
+    @property
+    def learner(self):
+        """PreferenceLearner: the fitted learner (None before ``fit``)."""
+        return self._learner
+
+    @property
+    def is_fitted(self):
+        """bool: whether ``fit`` (or ``load``) has given a learned objective."""
+        return self._learner is not None
+
+    def _variables(self):
+        return [self.decision[i] for i in range(self.n_decisions)]
+
+    def _params(self):
+        return [self.context_param[i] for i in range(self.n_context)] if self.n_context else []
+
+    def decision_values(self):
+        """Current values of the decisions, shape ``(d,)`` (NaN where unset)."""
+        return np.array([np.nan if v.value is None else v.value for v in self._variables()])
+
+    def context_values(self):
+        """Current values of the context Params, shape ``(k,)``."""
+        return np.array([pyo.value(p) for p in self._params()], dtype=float)
+
+    # ------------------------------------------------------------------
+    # Validation helpers
+    # ------------------------------------------------------------------
+    def _check_context(self, context):
+        """Return ``context`` as a float vector of length ``k``."""
+        if context is None:
+            return self.context_values()
+        values = np.asarray(context, dtype=float).reshape(-1) if np.ndim(context) else None
+        if values is None or len(values) != self.n_context:
+            raise ContextError(
+                f"{self.name}: a context is a sequence of {self.n_context} floats "
+                f"(one per context Param {list(self.context_names)}); got {context!r}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise ContextError(f"{self.name}: context holds NaN or inf: {context!r}")
+        return values
+
+    def _check_contexts(self, contexts):
+        """Return ``contexts`` as an array of shape ``(m, k)``."""
+        if contexts is None:
+            return self.context_values().reshape(1, -1)
+        array = np.asarray(contexts, dtype=float)
+        if self.n_context == 0 and array.size == 0:
+            return np.zeros((max(len(array), 1), 0))
+        if array.ndim == 1 and self.n_context == 1:
+            array = array.reshape(-1, 1)
+        if array.ndim != 2 or array.shape[1] != self.n_context or len(array) == 0:
+            raise ContextError(
+                f"{self.name}: contexts must be a 2-D array with one row per "
+                f"context and {self.n_context} columns; got shape {array.shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ContextError(f"{self.name}: contexts hold NaN or inf")
+        return array
+
+    def _set_context(self, values):
+        for param, value in zip(self._params(), values):
+            param.set_value(float(value))
+
+    def _find_nominal(self):
+        """The one active objective of the model outside this block."""
+        if self._links["nominal"] is not None and self._is_learned_active():
+            return self._links["nominal"]
+        found = [
+            obj
+            for obj in self.model().component_data_objects(pyo.Objective, active=True, descend_into=True)
+            if not self._owns(obj)
+        ]
+        if not found:
+            raise ModelError(
+                f"{self.name}: the model has no active objective; the nominal "
+                "objective J is needed to sample decisions and is restored by deactivate()"
+            )
+        if len(found) > 1:
+            raise ModelError(
+                f"{self.name}: the model has {len(found)} active objectives "
+                f"({', '.join(o.name for o in found)}); keep exactly one active"
+            )
+        return found[0]
+
+    def _owns(self, component):
+        block = component.parent_block()
+        while block is not None:
+            if block is self:
+                return True
+            block = block.parent_block()
+        return False
+
+    def _check_fitted(self):
+        if self._learner is None:
+            raise NotFittedError(
+                f"{self.name}: no learned objective yet; call fit(pairs) (or "
+                "PreferenceObjective.load(path)) before activate() or cost()"
+            )
+
+    # ------------------------------------------------------------------
+    # Stage 1: sampling
+    # ------------------------------------------------------------------
+    def sample(self, contexts=None, per_context=20, seed=0, bias_weight=1.0,
+               bias_width=0.5, time_limit=30.0, progress=None):
+        """Sample feasible decisions by nominal and biased solves (SPEC stage 1).
+
+        Args:
+            contexts: array ``(m, k)``, one context per row (``None``: the
+                Params' current values; a model without context may pass
+                ``None``).
+            per_context: solves per context (the nominal one included).
+            seed: seed of the random bias targets.
+            bias_weight: ``lambda``, see :mod:`pyomo_prefobj.sampling`.
+            bias_width: ``w``, relative to each decision's scale.
+            time_limit: seconds per solve; a solve stopped by it keeps its
+                best feasible solution.
+            progress: show a progress bar (default: the component's setting).
+
+        Returns:
+            Candidates: distinct feasible decisions, each with its context
+            and nominal cost; the model's variable and Param values are
+            left as they were.
+
+        Raises:
+            ModelError: the model has no (or several) active objectives.
+            SolverUnavailableError: SCIP cannot be used.
+            NoFeasibleCandidateError: no context gave a feasible solution.
+        """
+        contexts = self._check_contexts(contexts)
+        if isinstance(per_context, bool) or not isinstance(per_context, (int, np.integer)) or per_context < 1:
+            raise ModelError(f"{self.name}: per_context must be a positive integer; got {per_context!r}")
+        for name, value in (("bias_weight", bias_weight), ("bias_width", bias_width)):
+            if not np.isfinite(value) or value < 0:
+                raise ModelError(f"{self.name}: {name} must be a finite number >= 0; got {value!r}")
+        show = self._progress if progress is None else progress
+        nominal = self._find_nominal()
+        learned_was_active = self._is_learned_active()
+        model = self.model()
+        saved_vars = [(v, v.value) for v in model.component_data_objects(pyo.Var, descend_into=True)]
+        saved_context = self.context_values()
+        rng = np.random.default_rng(seed)
+        variables = self._variables()
+        integer = np.array([v.is_integer() or v.is_binary() for v in variables])
+        session = ScipSession(model, time_limit=time_limit, options=self._solver_options)
+        rows, bar = [], progress_bar(total=len(contexts) * per_context, enabled=show, desc="sampling")
+        try:
+            if learned_was_active:
+                self.learned.deactivate()
+                nominal.activate()
+            nominal_solutions = []
+            for g, context in enumerate(contexts):
+                self._set_context(context)
+                if session.solve() is None:
+                    warnings.warn(
+                        f"{self.name}: context {context.tolist()} is infeasible or "
+                        "failed to solve; skipped",
+                        stacklevel=2,
+                    )
+                    nominal_solutions.append(None)
+                    bar.update(per_context)
+                    continue
+                u = self._read(variables, integer)
+                nominal_solutions.append(u)
+                rows.append((g, u, pyo.value(nominal.expr)))
+                bar.update(1)
+            feasible = [u for u in nominal_solutions if u is not None]
+            if not feasible:
+                raise NoFeasibleCandidateError(
+                    f"{self.name}: no context gave a feasible solution "
+                    f"({len(contexts)} tried); check the model and the contexts"
+                )
+            if per_context > 1:
+                rows += self._biased_solves(
+                    nominal, contexts, nominal_solutions, per_context, rng,
+                    bias_weight, bias_width, session, variables, integer, bar,
+                )
+        finally:
+            bar.close()
+            if self.component("sampling") is not None:
+                self.del_component("sampling")
+            nominal.activate()
+            if learned_was_active:
+                nominal.deactivate()
+                self.learned.activate()
+            self._set_context(saved_context)
+            for var, value in saved_vars:
+                var.set_value(value, skip_validation=True)
+        return self._candidates(rows, contexts)
+
+    def _biased_solves(self, nominal, contexts, nominal_solutions, per_context, rng,
+                       weight, width, session, variables, integer, bar):
+        feasible = np.array([u for u in nominal_solutions if u is not None])
+        scales = sampling.decision_scales(variables, feasible)
+        costs = []
+        reference = 1.0
+        for g, u in enumerate(nominal_solutions):
+            if u is not None:
+                self._set_context(contexts[g])
+                costs.append(abs(pyo.value(nominal.expr, exception=False) or 0.0))
+        reference = float(np.mean(costs)) if costs and np.mean(costs) > 0 else 1.0
+        self.sampling = pyo.Block()
+        set_target = sampling.build_bias_block(
+            self.sampling, variables, nominal, scales, reference, weight
+        )
+        nominal.deactivate()
+        rows = []
+        for g, u_star in enumerate(nominal_solutions):
+            if u_star is None:
+                continue
+            self._set_context(contexts[g])
+            for _ in range(per_context - 1):
+                set_target(u_star + scales * rng.uniform(-width, width, len(u_star)))
+                if session.solve() is not None:
+                    rows.append((g, self._read(variables, integer), pyo.value(nominal.expr)))
+                bar.update(1)
+        return rows
+
+    @staticmethod
+    def _read(variables, integer):
+        u = np.array([0.0 if v.value is None else float(v.value) for v in variables])
+        u[integer] = np.round(u[integer])
+        return u
+
+    def _candidates(self, rows, contexts):
+        seen, keep = set(), []
+        for g, u, cost in rows:
+            key = (g, tuple(np.round(u, 6).tolist()))
+            if key not in seen:
+                seen.add(key)
+                keep.append((g, u, cost))
+        keep.sort(key=lambda row: row[0])
+        dropped = len(rows) - len(keep)
+        if dropped:
+            logger.info("%s: dropped %d duplicate candidates", self.name, dropped)
+        groups = np.array([g for g, _, _ in keep])
+        return Candidates(
+            u=np.array([u for _, u, _ in keep]),
+            context=contexts[groups],
+            nominal_cost=np.array([c for _, _, c in keep]),
+            group=groups,
+            names=self.decision_names,
+        )
+
+    # ------------------------------------------------------------------
+    # Stages 2-3: preferences
+    # ------------------------------------------------------------------
+    def ask(self, candidates, n_pairs, oracle, seed=None, progress=None, rater=""):
+        """Ask ``oracle`` about ``n_pairs`` same-context candidate pairs.
+
+        See :func:`pyomo_prefobj.oracles.ask`; returns :class:`Pairs`.
+        """
+        if isinstance(candidates, Candidates) and candidates.names != self.decision_names:
+            raise PairsError(
+                f"{self.name}: these candidates are decisions of another "
+                "component (their decision names differ)"
+            )
+        show = self._progress if progress is None else progress
+        return oracles.ask(candidates, n_pairs, oracle, seed=seed, progress=show, rater=rater)
+
+    # ------------------------------------------------------------------
+    # Stage 4: learning
+    # ------------------------------------------------------------------
+    def fit(self, pairs, n_components=None, seed=0, **options):
+        """Fit the learned objective to ``pairs`` (SPEC stage 4).
+
+        Args:
+            pairs: :class:`Pairs`, preferred decision first.
+            n_components: PCA coordinates ``r`` (``None``: ``min(30, allowed)``).
+            seed: seed of the split, initial weights and batches.
+            **options: further :class:`PreferenceLearner` hyperparameters
+                (``loss``, ``margin``, ``l2``, ``max_epochs``, ``min_epochs``,
+                ``device``, ...).
+
+        Returns:
+            FitReport: losses, epochs and held-out pair accuracy.
+        """
+        if not isinstance(pairs, Pairs):
+            raise PairsError(f"{self.name}: fit needs a Pairs dataset; got {type(pairs).__name__}")
+        if pairs.n_decisions != self.n_decisions:
+            raise PairsError(
+                f"{self.name}: the pairs hold decisions of length {pairs.n_decisions}; "
+                f"this component has {self.n_decisions} decisions"
+            )
+        if pairs.n_context != self.n_context:
+            raise PairsError(
+                f"{self.name}: the pairs hold contexts of length {pairs.n_context}; "
+                f"this component has {self.n_context} context Params"
+            )
+        options.setdefault("progress", self._progress)
+        try:
+            learner = PreferenceLearner(n_components=n_components, seed=seed, **options)
+        except TypeError as exc:
+            raise LearningError(f"{self.name}: unknown fit option: {exc}") from exc
+        learner.fit(pairs)
+        self._learner = learner
+        if self._is_learned_active():
+            self.activate(self.context_values())
+        return learner.report_
+
+    # ------------------------------------------------------------------
+    # Stage 5: reintegration
+    # ------------------------------------------------------------------
+    def cost(self, context=None):
+        """The learned cost at ``context`` in decision space.
+
+        Returns:
+            QuadraticCost: ``H`` ``(d, d)``, ``q`` ``(d,)``, constant; its
+            ``value(u)`` equals the learned objective's value at ``u``.
+        """
+        self._check_fitted()
+        return self._learner.cost(self._check_context(context))
+
+    def _is_learned_active(self):
+        learned = self.component("learned")
+        return learned is not None and learned.active and self.active
+
+    def activate(self, context=None, formulation=None):
+        """Make the learned objective at ``context`` the model's objective.
+
+        The nominal objective is deactivated and remembered; the context
+        Params take the values of ``context`` (``None``: their current
+        values). Calling it again changes the context.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ContextError: ``context`` has the wrong length.
+            ModelError: no single active nominal objective.
+        """
+        if self.component("decision") is None:  # Pyomo's own activate during construction
+            return super().activate()
+        self._check_fitted()
+        values = self._check_context(context)
+        formulation = self._formulation if formulation is None else formulation
+        if formulation not in FORMULATIONS:
+            raise ModelError(f"{self.name}: formulation must be one of {FORMULATIONS}; got {formulation!r}")
+        was_active = self._is_learned_active()
+        nominal = self._find_nominal()
+        factor, linear = self._learner.compressed(values.reshape(1, -1))
+        factor, linear = factor[0], linear[0]
+        shape = (formulation, self._learner.n_components_)
+        saved_context = self.context_values() if not was_active else self._saved_context
+        try:
+            if self._built_shape != shape or self.component("learned") is None:
+                if self.component("learned") is not None:
+                    self.del_component("learned")
+                self._built_shape = None
+                self.learned = pyo.Block()
+                self._build_learned(self.learned, formulation)
+                self._built_shape = shape
+            self._push(formulation, factor, linear, values)
+            self._set_context(values)
+            super().activate()
+            self.learned.activate()
+            nominal.deactivate()
+        except Exception:
+            if not was_active:
+                if self.component("learned") is not None:
+                    self.learned.deactivate()
+                self._set_context(saved_context)
+                nominal.activate()
+            raise
+        self._links["nominal"] = nominal
+        self._saved_context = saved_context
+        self._formulation = formulation
+
+    def deactivate(self):
+        """Bring the nominal objective back and switch the learned one off.
+
+        The context Params get back the values they had before ``activate``.
+        """
+        if self._is_learned_active():
+            self.learned.deactivate()
+            self._links["nominal"].activate()
+            self._set_context(self._saved_context)
+            self._links["nominal"] = None
+        super().deactivate()
+
+    def _build_learned(self, block, formulation):
+        learner = self._learner
+        u = self._variables()
+        d, r = self.n_decisions, learner.n_components_
+        if formulation == "compact":
+            projection = learner.projection_
+            shift = projection @ learner.mean_
+            block.z = pyo.Var(range(r))
+            block.z_definition = pyo.Constraint(
+                range(r),
+                rule=lambda b, j: b.z[j]
+                == sum(float(projection[j, i]) * u[i] for i in range(d) if projection[j, i] != 0.0)
+                - float(shift[j]),
+            )
+            block.factor = pyo.Param(range(r), range(r), mutable=True, initialize=0.0)
+            block.w = pyo.Var(range(r))
+            block.w_definition = pyo.Constraint(
+                range(r), rule=lambda b, k: b.w[k] == sum(b.factor[j, k] * b.z[j] for j in range(r))
+            )
+            block.e = pyo.Var(range(r), bounds=(0, None))
+            block.epigraph = pyo.Constraint(range(r), rule=lambda b, k: b.e[k] >= b.w[k] ** 2)
+            block.linear = pyo.Param(range(r), mutable=True, initialize=0.0)
+            block.curvature = pyo.Param(mutable=True, initialize=0.5)
+            block.objective = pyo.Objective(
+                expr=block.curvature * sum(block.e[k] for k in range(r))
+                + sum(block.linear[j] * block.z[j] for j in range(r))
+            )
+        else:
+            block.hessian = pyo.Param(range(d), range(d), mutable=True, initialize=0.0)
+            block.linear = pyo.Param(range(d), mutable=True, initialize=0.0)
+            block.constant = pyo.Param(mutable=True, initialize=0.0)
+            block.objective = pyo.Objective(
+                expr=0.5 * sum(block.hessian[i, i] * u[i] ** 2 for i in range(d))
+                + sum(block.hessian[i, j] * u[i] * u[j] for i in range(d) for j in range(i + 1, d))
+                + sum(block.linear[i] * u[i] for i in range(d))
+                + block.constant
+            )
+
+    def _push(self, formulation, factor, linear, context):
+        block = self.learned
+        if formulation == "compact":
+            largest = float(np.abs(factor).max())
+            c = 1.0 / largest if largest > 0 else 1.0
+            scaled = c * factor
+            r = len(linear)
+            for j in range(r):
+                block.linear[j] = float(linear[j])
+                for k in range(r):
+                    block.factor[j, k] = float(scaled[j, k])
+            block.curvature = 0.5 / c ** 2
+        else:
+            cost = self._learner.cost(context)
+            d = self.n_decisions
+            for i in range(d):
+                block.linear[i] = float(cost.linear[i])
+                for j in range(i, d):
+                    block.hessian[i, j] = float(cost.hessian[i, j])
+            block.constant = cost.constant
+
+    # ------------------------------------------------------------------
+    # Persistence
+    # ------------------------------------------------------------------
+    def save(self, path):
+        """Save the learned objective to ``path`` (an ``.npz`` file, no pickle).
+
+        The file holds a JSON header (format name and version, decision and
+        context names, formulation, learner hyperparameters) and the learned
+        arrays; :func:`load_preference_objective` reads it back.
+        """
+        self._check_fitted()
+        header = {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "decisions": list(self.decision_names),
+            "context": list(self.context_names),
+            "formulation": self._formulation,
+            "learner": self._learner.get_params(),
+        }
+        arrays = self._learner.learned_arrays()
+        np.savez(path, header=np.array(json.dumps(header)), **arrays)
+
+
+def load_preference_objective(path, decisions=None, context=None):
+    """Read a learned objective saved by ``save``; also ``PreferenceObjective.load``.
+
+    Returns an unconstructed :class:`PreferenceObjective` to add to a model:
+    ``m.pref = PreferenceObjective.load(path)``. By default the decision and
+    context components are found on that model by their saved names; pass
+    ``decisions`` / ``context`` to use other ones.
+
+    Raises:
+        FileFormatError: the file is missing, corrupted, not a saved
+            objective, or of another format version.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise FileFormatError(f"cannot read a saved PreferenceObjective from {path}: {exc}") from exc
+    try:
+        header = json.loads(str(arrays.pop("header")))
+    except (KeyError, ValueError) as exc:
+        raise FileFormatError(f"{path} is not a saved PreferenceObjective (no valid header)") from exc
+    if header.get("format") != MODEL_FORMAT:
+        raise FileFormatError(f"{path} is not a saved PreferenceObjective (format {header.get('format')!r})")
+    if header.get("version") != MODEL_VERSION:
+        raise FileFormatError(
+            f"{path} has format version {header.get('version')!r}; this "
+            f"pyomo_prefobj reads version {MODEL_VERSION}"
+        )
+    try:
+        learner = PreferenceLearner.from_arrays(header["learner"], arrays)
+    except Exception as exc:
+        raise FileFormatError(f"{path}: the learned arrays are corrupted: {exc}") from exc
+    return PreferenceObjective(
+        decisions=decisions,
+        context=context if context is not None else (),
+        _saved=(header, learner),
+    )
+
+
+PreferenceObjective.load = staticmethod(load_preference_objective)  # noqa: F821

@@ -1,0 +1,450 @@
+"""Learning a context-conditioned convex quadratic from preference pairs.
+
+A Siamese scheme: one network scores both decisions of a pair with the same
+cost, and a ranking loss asks the preferred one to cost less by a margin.
+
+The cost lives in PCA coordinates ``z = P (u - mu)`` (see
+:mod:`pyomo_prefobj.quadratic`). An MLP of the context ``x0`` outputs a
+factor ``S(x0)`` (``r x r``) and a linear term ``q(x0)`` (``r``):
+
+    f(z, x0) = 1/2 z' S(x0) S(x0)' z + q(x0)' z,
+
+convex in ``z`` for every ``x0`` since ``H = S S'`` is positive semidefinite.
+Losses, for a pair with costs ``fA`` (preferred) and ``fB``:
+
+* ``"hinge"`` (the paper's): ``max(0, fA - fB + margin)``, the differentiable
+  form of a Rank-SVM with slacks;
+* ``"logistic"`` (Bradley-Terry): ``log(1 + exp((fA - fB) / margin))``, which
+  keeps pulling on every pair and is less driven by mislabelled ones.
+
+Training: Adam, L2 penalty on weights and biases, a validation split,
+learning-rate reduction on plateau, early stopping that restores the best
+weights. torch is imported by this module only.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import LearningError, NotFittedError
+from .pairs import Pairs
+from .progress import progress_bar
+from .quadratic import QuadraticCost
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("hinge", "logistic")
+
+
+class QuadraticNetwork(nn.Module):
+    """MLP ``x0 -> (S, q)`` of a convex quadratic in ``r`` coordinates.
+
+    Args:
+        n_inputs: context length ``k`` (a network of no context gets one
+            constant input).
+        n_components: ``r``.
+        hidden_layers: widths of the hidden ReLU layers.
+    """
+
+    def __init__(self, n_inputs, n_components, hidden_layers=(20, 20, 20)):
+        super().__init__()
+        self.n_inputs = max(int(n_inputs), 1)
+        self.n_components = int(n_components)
+        layers, width = [], self.n_inputs
+        for size in hidden_layers:
+            layers += [nn.Linear(width, int(size)), nn.ReLU()]
+            width = int(size)
+        layers.append(nn.Linear(width, self.n_components ** 2 + self.n_components))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, context):
+        """Return ``S`` of shape ``(n, r, r)`` and ``q`` of shape ``(n, r)``."""
+        out = self.body(context)
+        r = self.n_components
+        return out[:, : r * r].reshape(-1, r, r), out[:, r * r :]
+
+
+def quadratic_value(factor, linear, z):
+    """``1/2 ||S' z||^2 + q' z`` row by row; shapes ``(n,r,r), (n,r), (n,r)``."""
+    reduced = torch.einsum("nij,ni->nj", factor, z)
+    return 0.5 * (reduced ** 2).sum(dim=1) + (linear * z).sum(dim=1)
+
+
+def ranking_loss(cost_preferred, cost_other, loss="hinge", margin=1.0):
+    """Mean ranking loss of a batch; see the module docstring."""
+    gap = cost_preferred - cost_other
+    if loss == "hinge":
+        return torch.relu(gap + margin).mean()
+    return nn.functional.softplus(gap / margin).mean()
+
+
+@dataclass
+class FitReport:
+    """What :meth:`PreferenceLearner.fit` did.
+
+    Attributes:
+        n_train, n_validation: pairs used to train and to validate.
+        n_components: PCA coordinates ``r`` used.
+        explained_variance: fraction of the decisions' variance the ``r``
+            coordinates keep.
+        epochs: epochs run; best_epoch: the epoch whose weights were kept.
+        train_loss, validation_loss: loss per epoch (validation empty if
+            there was no validation split).
+        train_accuracy, validation_accuracy: fraction of pairs whose
+            preferred decision costs less, with the kept weights
+            (``nan`` when there is no validation split).
+        seconds: wall time of the fit.
+    """
+
+    n_train: int
+    n_validation: int
+    n_components: int
+    explained_variance: float
+    epochs: int = 0
+    best_epoch: int = 0
+    train_loss: list = field(default_factory=list)
+    validation_loss: list = field(default_factory=list)
+    train_accuracy: float = float("nan")
+    validation_accuracy: float = float("nan")
+    seconds: float = 0.0
+
+    def __str__(self):
+        return (
+            f"FitReport(pairs={self.n_train}+{self.n_validation}, r={self.n_components}, "
+            f"epochs={self.epochs} (best {self.best_epoch}), "
+            f"train acc={self.train_accuracy:.3f}, validation acc={self.validation_accuracy:.3f}, "
+            f"{self.seconds:.1f}s)"
+        )
+
+
+def _check_positive(name, value, integer=False, allow_zero=False):
+    ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+    if not ok or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+        kind = "integer" if integer else "number"
+        raise LearningError(f"{name} must be a positive {kind}; got {value!r}")
+
+
+class PreferenceLearner:
+    """Fit a context-conditioned convex quadratic cost to preference pairs.
+
+    Follows scikit-learn's conventions: hyperparameters are stored as given,
+    :meth:`fit` validates, learns and returns ``self``, learned state ends
+    in ``_``.
+
+    Args:
+        n_components: PCA coordinates ``r``; ``None`` takes
+            ``min(30, what the data allows)``.
+        hidden_layers: hidden ReLU layer widths (paper: three of 20).
+        loss: ``"hinge"`` (paper) or ``"logistic"``.
+        margin: ranking margin ``delta > 0``.
+        l2: weight of the L2 penalty on all weights and biases.
+        learning_rate: Adam's initial step.
+        batch_size: pairs per gradient step.
+        max_epochs: epoch limit.
+        min_epochs: epochs always run before early stopping may trigger.
+        patience: epochs without validation improvement before stopping;
+            the learning rate halves after ``patience // 3`` such epochs.
+        validation_fraction: share of pairs held out (paper: 0.1).
+        device: torch device to train on (``"cpu"``, ``"cuda"``, ...).
+        seed: seed of the split, the initial weights and the batch order.
+        progress: show a progress bar over epochs.
+    """
+
+    def __init__(
+        self,
+        n_components=None,
+        hidden_layers=(20, 20, 20),
+        loss="hinge",
+        margin=1.0,
+        l2=1e-4,
+        learning_rate=1e-2,
+        batch_size=64,
+        max_epochs=500,
+        min_epochs=0,
+        patience=50,
+        validation_fraction=0.1,
+        device="cpu",
+        seed=0,
+        progress=True,
+    ):
+        self.n_components = n_components
+        self.hidden_layers = hidden_layers
+        self.loss = loss
+        self.margin = margin
+        self.l2 = l2
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.min_epochs = min_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+
+    # -- validation -----------------------------------------------------
+    def _validate_options(self):
+        if self.loss not in LOSSES:
+            raise LearningError(f"loss must be one of {LOSSES}; got {self.loss!r}")
+        _check_positive("margin", self.margin)
+        _check_positive("l2", self.l2, allow_zero=True)
+        _check_positive("learning_rate", self.learning_rate)
+        _check_positive("batch_size", self.batch_size, integer=True)
+        _check_positive("max_epochs", self.max_epochs, integer=True)
+        _check_positive("min_epochs", self.min_epochs, integer=True, allow_zero=True)
+        _check_positive("patience", self.patience, integer=True)
+        if not 0.0 <= float(self.validation_fraction) < 1.0:
+            raise LearningError(
+                f"validation_fraction must lie in [0, 1); got {self.validation_fraction!r}"
+            )
+        for width in self.hidden_layers:
+            _check_positive("hidden_layers entry", width, integer=True)
+        try:
+            return torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise LearningError(f"unknown torch device {self.device!r}: {exc}") from exc
+
+    # -- compression ----------------------------------------------------
+    def _fit_compression(self, pairs):
+        decisions = np.unique(np.vstack([pairs.preferred, pairs.other]), axis=0)
+        mean = decisions.mean(axis=0)
+        centered = decisions - mean
+        _, singular, directions = np.linalg.svd(centered, full_matrices=False)
+        std = singular / np.sqrt(max(len(decisions) - 1, 1))
+        allowed = int(np.sum(std > 1e-7 * max(std.max(initial=0.0), 1e-300)))
+        if allowed == 0:
+            raise LearningError("all decisions in the pairs are identical; nothing to learn")
+        r = self.n_components
+        if r is None:
+            r = min(30, allowed)
+        elif isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
+            raise LearningError(f"n_components must be a positive integer or None; got {r!r}")
+        elif r > allowed:
+            raise LearningError(
+                f"n_components={r} is larger than the data allows: the "
+                f"{len(decisions)} distinct decisions in the pairs span only "
+                f"{allowed} directions; use n_components <= {allowed}"
+            )
+        self.n_components_ = int(r)
+        self.mean_ = mean
+        self.projection_ = directions[:r] / std[:r, None]
+        total = float(np.sum(std ** 2))
+        self.explained_variance_ = float(np.sum(std[:r] ** 2) / total)
+
+    def _context_inputs(self, context):
+        context = np.asarray(context, dtype=float).reshape(len(context), -1)
+        if self.n_context_ == 0:
+            return np.ones((len(context), 1))
+        return (context - self.context_mean_) / self.context_scale_
+
+    # -- fitting ---------------------------------------------------------
+    def fit(self, pairs):
+        """Fit to ``pairs`` and return ``self``; the report is ``self.report_``."""
+        if not isinstance(pairs, Pairs):
+            raise LearningError(f"fit needs a Pairs dataset; got {type(pairs).__name__}")
+        device = self._validate_options()
+        if len(pairs) < 2:
+            raise LearningError(f"fit needs at least 2 pairs; got {len(pairs)}")
+        start = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        self._fit_compression(pairs)
+        self.n_decisions_ = pairs.n_decisions
+        self.n_context_ = pairs.n_context
+        self.context_mean_ = pairs.context.mean(axis=0)
+        scale = pairs.context.std(axis=0)
+        self.context_scale_ = np.where(scale > 1e-12, scale, 1.0)
+
+        n = len(pairs)
+        order = rng.permutation(n)
+        n_validation = int(round(self.validation_fraction * n))
+        n_validation = min(n_validation, n - 1)
+        validation, train = order[:n_validation], order[n_validation:]
+
+        def tensors(index):
+            x = self._context_inputs(pairs.context[index])
+            za = (pairs.preferred[index] - self.mean_) @ self.projection_.T
+            zb = (pairs.other[index] - self.mean_) @ self.projection_.T
+            return [torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, za, zb)]
+
+        train_data, validation_data = tensors(train), tensors(validation)
+        report = FitReport(
+            n_train=len(train),
+            n_validation=len(validation),
+            n_components=self.n_components_,
+            explained_variance=self.explained_variance_,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**31)))
+            network = QuadraticNetwork(self.n_context_, self.n_components_, self.hidden_layers)
+            network.to(device)
+            self._train(network, train_data, validation_data, rng, report)
+        self.network_ = network.cpu().eval()
+        report.train_accuracy = self._accuracy(train_data)
+        report.validation_accuracy = self._accuracy(validation_data) if len(validation) else float("nan")
+        report.seconds = time.perf_counter() - start
+        self.report_ = report
+        logger.info("%s", report)
+        return self
+
+    def _batch_loss(self, network, x, za, zb):
+        factor, linear = network(x)
+        loss = ranking_loss(
+            quadratic_value(factor, linear, za),
+            quadratic_value(factor, linear, zb),
+            self.loss,
+            self.margin,
+        )
+        return loss
+
+    def _penalty(self, network):
+        return self.l2 * sum((p ** 2).sum() for p in network.parameters())
+
+    def _train(self, network, train_data, validation_data, rng, report):
+        optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(self.patience // 3, 1)
+        )
+        has_validation = len(validation_data[0]) > 0
+        n_train = len(train_data[0])
+        best, best_state, waited = np.inf, None, 0
+        epochs = progress_bar(range(self.max_epochs), self.progress, desc="fitting")
+        for epoch in epochs:
+            network.train()
+            total = 0.0
+            for batch in np.array_split(rng.permutation(n_train), max(n_train // self.batch_size, 1)):
+                index = torch.as_tensor(batch, device=train_data[0].device)
+                loss = self._batch_loss(network, *(t[index] for t in train_data))
+                optimizer.zero_grad()
+                (loss + self._penalty(network)).backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+            report.train_loss.append(total / n_train)
+            network.eval()
+            with torch.no_grad():
+                if has_validation:
+                    monitored = float(self._batch_loss(network, *validation_data))
+                    report.validation_loss.append(monitored)
+                else:
+                    monitored = report.train_loss[-1]
+            scheduler.step(monitored)
+            report.epochs = epoch + 1
+            # Before min_epochs every epoch counts as the best so far: a noisy
+            # validation split must not pick a barely trained network.
+            if monitored < best - 1e-6 or epoch < self.min_epochs:
+                best, best_state, report.best_epoch = monitored, self._copy_state(network), epoch + 1
+                waited = 0
+            else:
+                waited += 1
+                if waited >= self.patience:
+                    break
+        if best_state is not None:
+            network.load_state_dict(best_state)
+
+    @staticmethod
+    def _copy_state(network):
+        return {k: v.detach().clone() for k, v in network.state_dict().items()}
+
+    def _accuracy(self, data):
+        network = self.network_
+        device = next(network.parameters()).device
+        with torch.no_grad():
+            x, za, zb = (t.to(device) for t in data)
+            factor, linear = network(x)
+            wins = quadratic_value(factor, linear, za) < quadratic_value(factor, linear, zb)
+        return float(wins.float().mean()) if len(wins) else float("nan")
+
+    # -- prediction ------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "network_"):
+            raise NotFittedError(
+                "this PreferenceLearner is not fitted yet; call fit(pairs) first"
+            )
+
+    def compressed(self, contexts):
+        """Return ``S`` ``(n, r, r)`` and ``qz`` ``(n, r)`` for contexts ``(n, k)``."""
+        self._check_fitted()
+        inputs = torch.as_tensor(self._context_inputs(contexts), dtype=torch.float32)
+        with torch.no_grad():
+            factor, linear = self.network_(inputs)
+        return factor.double().numpy(), linear.double().numpy()
+
+    def cost(self, context=()):
+        """Return the :class:`QuadraticCost` in decision space at one context."""
+        factor, linear = self.compressed(np.asarray(context, dtype=float).reshape(1, -1))
+        return QuadraticCost.from_compressed(factor[0], linear[0], self.projection_, self.mean_)
+
+    def predict_cost(self, context, u):
+        """Cost of decisions ``u`` ``(n, d)`` at contexts ``(n, k)``."""
+        self._check_fitted()
+        u = np.asarray(u, dtype=float)
+        z = (u - self.mean_) @ self.projection_.T
+        factor, linear = self.compressed(context)
+        reduced = np.einsum("nij,ni->nj", factor, z)
+        return 0.5 * (reduced ** 2).sum(axis=1) + (linear * z).sum(axis=1)
+
+    def accuracy(self, pairs):
+        """Fraction of ``pairs`` whose preferred decision the model rates cheaper."""
+        return float(np.mean(
+            self.predict_cost(pairs.context, pairs.preferred)
+            < self.predict_cost(pairs.context, pairs.other)
+        ))
+
+    # -- persistence -----------------------------------------------------
+    def get_params(self):
+        """Hyperparameters as a JSON-ready dict."""
+        return {
+            "n_components": self.n_components,
+            "hidden_layers": [int(h) for h in self.hidden_layers],
+            "loss": self.loss,
+            "margin": self.margin,
+            "l2": self.l2,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "max_epochs": self.max_epochs,
+            "min_epochs": self.min_epochs,
+            "patience": self.patience,
+            "validation_fraction": self.validation_fraction,
+            "device": str(self.device),
+            "seed": self.seed,
+            "progress": self.progress,
+        }
+
+    def learned_arrays(self):
+        """Learned state as a dict of numpy arrays (for saving)."""
+        self._check_fitted()
+        arrays = {
+            "mean": self.mean_,
+            "projection": self.projection_,
+            "context_mean": self.context_mean_,
+            "context_scale": self.context_scale_,
+            "explained_variance": np.array(self.explained_variance_),
+            "n_context": np.array(self.n_context_),
+        }
+        for name, value in self.network_.state_dict().items():
+            arrays["network." + name] = value.numpy()
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, params, arrays):
+        """Rebuild a fitted learner from :meth:`get_params` and :meth:`learned_arrays`."""
+        learner = cls(**params)
+        learner.mean_ = np.asarray(arrays["mean"], dtype=float)
+        learner.projection_ = np.asarray(arrays["projection"], dtype=float)
+        learner.context_mean_ = np.asarray(arrays["context_mean"], dtype=float)
+        learner.context_scale_ = np.asarray(arrays["context_scale"], dtype=float)
+        learner.explained_variance_ = float(arrays["explained_variance"])
+        learner.n_context_ = int(arrays["n_context"])
+        learner.n_components_, learner.n_decisions_ = learner.projection_.shape
+        network = QuadraticNetwork(learner.n_context_, learner.n_components_, learner.hidden_layers)
+        state = {
+            key[len("network."):]: torch.as_tensor(np.asarray(value))
+            for key, value in arrays.items()
+            if key.startswith("network.")
+        }
+        network.load_state_dict(state)
+        learner.network_ = network.eval()
+        return learner
