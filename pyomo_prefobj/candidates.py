@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import PairsError
+from .errors import FileFormatError, PairsError
+
+CANDIDATES_FORMAT = "pyomo_prefobj.candidates"
+CANDIDATES_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -116,3 +119,45 @@ class Candidates:
             group=np.concatenate(groups),
             names=parts[0].names,
         )
+
+    def save(self, path):
+        """Write the candidates to ``path`` as an ``.npz`` file (no pickle)."""
+        np.savez(
+            path,
+            format=np.array(CANDIDATES_FORMAT),
+            version=np.array(CANDIDATES_VERSION),
+            u=self.u,
+            context=self.context,
+            nominal_cost=self.nominal_cost,
+            group=self.group,
+            names=np.array(self.names, dtype=str),
+        )
+
+    @classmethod
+    def load(cls, path):
+        """Read candidates written by :meth:`save`.
+
+        Raises:
+            FileFormatError: the file is not a candidates file of a known version.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                fmt, version = str(data["format"]), int(data["version"])
+                if fmt != CANDIDATES_FORMAT:
+                    raise FileFormatError(f"{path} is not a candidates file (format {fmt!r})")
+                if version != CANDIDATES_VERSION:
+                    raise FileFormatError(
+                        f"{path} has candidates format version {version}; this "
+                        f"pyomo_prefobj reads version {CANDIDATES_VERSION}"
+                    )
+                return cls(
+                    u=data["u"],
+                    context=data["context"],
+                    nominal_cost=data["nominal_cost"],
+                    group=data["group"],
+                    names=tuple(data["names"].tolist()),
+                )
+        except FileFormatError:
+            raise
+        except (OSError, KeyError, ValueError, EOFError) as exc:
+            raise FileFormatError(f"cannot read candidates from {path}: {exc}") from exc

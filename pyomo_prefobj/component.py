@@ -163,8 +163,7 @@ class PreferenceObjectiveData(BlockData):
         self._learner = learner
         self._links = {"nominal": None}  # a dict: Pyomo would adopt a bare component attribute
         self._saved_context = None
-        self._built_shape = None
-
+        
     # ------------------------------------------------------------------
     # Basic properties
     # ------------------------------------------------------------------
@@ -324,86 +323,62 @@ class PreferenceObjectiveData(BlockData):
                 raise ModelError(f"{self.name}: {name} must be a finite number >= 0; got {value!r}")
         show = self._progress if progress is None else progress
         nominal = self._find_nominal()
-        learned_was_active = self._is_learned_active()
         model = self.model()
         saved_vars = [(v, v.value) for v in model.component_data_objects(pyo.Var, descend_into=True)]
         saved_context = self.context_values()
         rng = np.random.default_rng(seed)
         variables = self._variables()
         integer = np.array([v.is_integer() or v.is_binary() for v in variables])
-        session = ScipSession(model, time_limit=time_limit, options=self._solver_options)
-        rows, bar = [], progress_bar(total=len(contexts) * per_context, enabled=show, desc="sampling")
+        session = ScipSession(
+            model, time_limit=time_limit, options=self._solver_options, skip=self._owns
+        )
+        sign = 1.0 if nominal.sense == pyo.minimize else -1.0
+        rows, optima = [], []
+        bar = progress_bar(total=len(contexts) * per_context, enabled=show, desc="sampling")
         try:
-            if learned_was_active:
-                self.learned.deactivate()
-                nominal.activate()
-            nominal_solutions = []
             for g, context in enumerate(contexts):
                 self._set_context(context)
-                if session.solve() is None:
+                session.rebuild()
+                if session.minimize(sign * session.expression(nominal.expr)) is None:
                     warnings.warn(
                         f"{self.name}: context {context.tolist()} is infeasible or "
                         "failed to solve; skipped",
                         stacklevel=2,
                     )
-                    nominal_solutions.append(None)
+                    optima.append(None)
                     bar.update(per_context)
                     continue
                 u = self._read(variables, integer)
-                nominal_solutions.append(u)
-                rows.append((g, u, pyo.value(nominal.expr)))
+                optima.append((u, pyo.value(nominal.expr)))
+                rows.append((g, u, optima[-1][1]))
                 bar.update(1)
-            feasible = [u for u in nominal_solutions if u is not None]
+            feasible = [o for o in optima if o is not None]
             if not feasible:
                 raise NoFeasibleCandidateError(
                     f"{self.name}: no context gave a feasible solution "
                     f"({len(contexts)} tried); check the model and the contexts"
                 )
-            if per_context > 1:
-                rows += self._biased_solves(
-                    nominal, contexts, nominal_solutions, per_context, rng,
-                    bias_weight, bias_width, session, variables, integer, bar,
+            scales = sampling.decision_scales(variables, np.array([u for u, _ in feasible]))
+            reference = float(np.mean([abs(cost) for _, cost in feasible])) or 1.0
+            for g, optimum in enumerate(optima):
+                if optimum is None or per_context == 1:
+                    continue
+                self._set_context(contexts[g])
+                session.rebuild()
+                objective = sampling.bias_objective(
+                    session, variables, nominal, scales, reference, bias_weight
                 )
+                for _ in range(per_context - 1):
+                    target = optimum[0] + scales * rng.uniform(-bias_width, bias_width, len(scales))
+                    if session.minimize(objective(target)) is not None:
+                        rows.append((g, self._read(variables, integer), pyo.value(nominal.expr)))
+                    bar.update(1)
         finally:
             bar.close()
-            if self.component("sampling") is not None:
-                self.del_component("sampling")
-            nominal.activate()
-            if learned_was_active:
-                nominal.deactivate()
-                self.learned.activate()
             self._set_context(saved_context)
-            for var, value in saved_vars:
-                var.set_value(value, skip_validation=True)
+            for var, old in saved_vars:
+                var.set_value(old, skip_validation=True)
         return self._candidates(rows, contexts)
-
-    def _biased_solves(self, nominal, contexts, nominal_solutions, per_context, rng,
-                       weight, width, session, variables, integer, bar):
-        feasible = np.array([u for u in nominal_solutions if u is not None])
-        scales = sampling.decision_scales(variables, feasible)
-        costs = []
-        reference = 1.0
-        for g, u in enumerate(nominal_solutions):
-            if u is not None:
-                self._set_context(contexts[g])
-                costs.append(abs(pyo.value(nominal.expr, exception=False) or 0.0))
-        reference = float(np.mean(costs)) if costs and np.mean(costs) > 0 else 1.0
-        self.sampling = pyo.Block()
-        set_target = sampling.build_bias_block(
-            self.sampling, variables, nominal, scales, reference, weight
-        )
-        nominal.deactivate()
-        rows = []
-        for g, u_star in enumerate(nominal_solutions):
-            if u_star is None:
-                continue
-            self._set_context(contexts[g])
-            for _ in range(per_context - 1):
-                set_target(u_star + scales * rng.uniform(-width, width, len(u_star)))
-                if session.solve() is not None:
-                    rows.append((g, self._read(variables, integer), pyo.value(nominal.expr)))
-                bar.update(1)
-        return rows
 
     @staticmethod
     def _read(variables, integer):
@@ -526,28 +501,22 @@ class PreferenceObjectiveData(BlockData):
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
         factor, linear = self._learner.compressed(values.reshape(1, -1))
-        factor, linear = factor[0], linear[0]
-        shape = (formulation, self._learner.n_components_)
-        saved_context = self.context_values() if not was_active else self._saved_context
+        saved_context = self._saved_context if was_active else self.context_values()
         try:
-            if self._built_shape != shape or self.component("learned") is None:
-                if self.component("learned") is not None:
-                    self.del_component("learned")
-                self._built_shape = None
-                self.learned = pyo.Block()
-                self._build_learned(self.learned, formulation)
-                self._built_shape = shape
-            self._push(formulation, factor, linear, values)
+            if self.component("learned") is not None:
+                self.del_component("learned")
+            self.learned = pyo.Block()
+            self._push(formulation, factor[0], linear[0], values)
             self._set_context(values)
             super().activate()
-            self.learned.activate()
             nominal.deactivate()
         except Exception:
-            if not was_active:
-                if self.component("learned") is not None:
-                    self.learned.deactivate()
-                self._set_context(saved_context)
-                nominal.activate()
+            # Whatever failed, the nominal objective stays (or comes back).
+            if self.component("learned") is not None:
+                self.del_component("learned")
+            self._set_context(saved_context)
+            nominal.activate()
+            self._links["nominal"] = None
             raise
         self._links["nominal"] = nominal
         self._saved_context = saved_context
@@ -565,13 +534,22 @@ class PreferenceObjectiveData(BlockData):
             self._links["nominal"] = None
         super().deactivate()
 
-    def _build_learned(self, block, formulation):
-        learner = self._learner
-        u = self._variables()
-        d, r = self.n_decisions, learner.n_components_
+    def _push(self, formulation, factor, linear, context):
+        """Write the learned objective at one context into ``self.learned``.
+
+        Coefficients are numbers, not mutable Params: Pyomo's direct SCIP
+        interfaces turn a mutable Param into a fixed variable, which would
+        make every ``S z`` product bilinear for the solver.
+        """
+        block, learner, u = self.learned, self._learner, self._variables()
+        d = self.n_decisions
         if formulation == "compact":
             projection = learner.projection_
             shift = projection @ learner.mean_
+            r = len(linear)
+            largest = float(np.abs(factor).max())
+            c = 1.0 / largest if largest > 0 else 1.0
+            scaled = c * factor
             block.z = pyo.Var(range(r))
             block.z_definition = pyo.Constraint(
                 range(r),
@@ -579,50 +557,26 @@ class PreferenceObjectiveData(BlockData):
                 == sum(float(projection[j, i]) * u[i] for i in range(d) if projection[j, i] != 0.0)
                 - float(shift[j]),
             )
-            block.factor = pyo.Param(range(r), range(r), mutable=True, initialize=0.0)
             block.w = pyo.Var(range(r))
             block.w_definition = pyo.Constraint(
-                range(r), rule=lambda b, k: b.w[k] == sum(b.factor[j, k] * b.z[j] for j in range(r))
+                range(r),
+                rule=lambda b, k: b.w[k] == sum(float(scaled[j, k]) * b.z[j] for j in range(r)),
             )
             block.e = pyo.Var(range(r), bounds=(0, None))
             block.epigraph = pyo.Constraint(range(r), rule=lambda b, k: b.e[k] >= b.w[k] ** 2)
-            block.linear = pyo.Param(range(r), mutable=True, initialize=0.0)
-            block.curvature = pyo.Param(mutable=True, initialize=0.5)
             block.objective = pyo.Objective(
-                expr=block.curvature * sum(block.e[k] for k in range(r))
-                + sum(block.linear[j] * block.z[j] for j in range(r))
+                expr=(0.5 / c ** 2) * sum(block.e[k] for k in range(r))
+                + sum(float(linear[j]) * block.z[j] for j in range(r))
             )
         else:
-            block.hessian = pyo.Param(range(d), range(d), mutable=True, initialize=0.0)
-            block.linear = pyo.Param(range(d), mutable=True, initialize=0.0)
-            block.constant = pyo.Param(mutable=True, initialize=0.0)
+            cost = learner.cost(context)
+            H, q = cost.hessian, cost.linear
             block.objective = pyo.Objective(
-                expr=0.5 * sum(block.hessian[i, i] * u[i] ** 2 for i in range(d))
-                + sum(block.hessian[i, j] * u[i] * u[j] for i in range(d) for j in range(i + 1, d))
-                + sum(block.linear[i] * u[i] for i in range(d))
-                + block.constant
+                expr=sum(0.5 * float(H[i, i]) * u[i] ** 2 for i in range(d))
+                + sum(float(H[i, j]) * u[i] * u[j] for i in range(d) for j in range(i + 1, d))
+                + sum(float(q[i]) * u[i] for i in range(d))
+                + cost.constant
             )
-
-    def _push(self, formulation, factor, linear, context):
-        block = self.learned
-        if formulation == "compact":
-            largest = float(np.abs(factor).max())
-            c = 1.0 / largest if largest > 0 else 1.0
-            scaled = c * factor
-            r = len(linear)
-            for j in range(r):
-                block.linear[j] = float(linear[j])
-                for k in range(r):
-                    block.factor[j, k] = float(scaled[j, k])
-            block.curvature = 0.5 / c ** 2
-        else:
-            cost = self._learner.cost(context)
-            d = self.n_decisions
-            for i in range(d):
-                block.linear[i] = float(cost.linear[i])
-                for j in range(i, d):
-                    block.hessian[i, j] = float(cost.hessian[i, j])
-            block.constant = cost.constant
 
     # ------------------------------------------------------------------
     # Persistence

@@ -236,7 +236,8 @@ class PreferenceLearner:
         self.explained_variance_ = float(np.sum(std[:r] ** 2) / total)
 
     def _context_inputs(self, context):
-        context = np.asarray(context, dtype=float).reshape(len(context), -1)
+        # Width from the fit, not -1: an empty split (no validation pairs) has size 0.
+        context = np.asarray(context, dtype=float).reshape(len(context), self.n_context_)
         if self.n_context_ == 0:
             return np.ones((len(context), 1))
         return (context - self.context_mean_) / self.context_scale_
@@ -277,11 +278,16 @@ class PreferenceLearner:
             n_components=self.n_components_,
             explained_variance=self.explained_variance_,
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**31)))
-            network = QuadraticNetwork(self.n_context_, self.n_components_, self.hidden_layers)
-            network.to(device)
-            self._train(network, train_data, validation_data, rng, report)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a small MLP: threads cost more than they give
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**31)))
+                network = QuadraticNetwork(self.n_context_, self.n_components_, self.hidden_layers)
+                network.to(device)
+                self._train(network, train_data, validation_data, rng, report)
+        finally:
+            torch.set_num_threads(threads)
         self.network_ = network.cpu().eval()
         report.train_accuracy = self._accuracy(train_data)
         report.validation_accuracy = self._accuracy(validation_data) if len(validation) else float("nan")

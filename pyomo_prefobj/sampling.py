@@ -13,10 +13,12 @@ are finite (1 for a binary), else the largest ``|u*|`` of its Var component
 over the contexts (at least 1); ``w`` is ``bias_width``.
 
 The squares are expanded so that only the linear objective changes between
-solves: ``(u - b)^2 / s^2 = u^2 / s^2 - 2 b u / s^2 + b^2 / s^2``, with
-``u^2 = u`` for a binary and an epigraph variable ``e_i >= (u_i / s_i)^2``
-otherwise (one small convex constraint per decision, which SCIP handles far
-better than a single quadratic objective row).
+solves: ``(u - b)^2 / s^2 = u^2 / s^2 - 2 b u / s^2 + b^2 / s^2`` (the
+last term is a constant and dropped), with ``u^2 = u`` for a binary and an
+epigraph variable ``e_i >= (u_i / s_i)^2`` otherwise (one small convex
+constraint per decision, which SCIP handles far better than a single
+quadratic objective row). These live in SCIP's copy of the model only; the
+Pyomo model is not touched.
 """
 
 import numpy as np
@@ -46,11 +48,14 @@ def decision_scales(decisions, nominal_solutions):
     return scales
 
 
-def build_bias_block(block, decisions, nominal, scales, reference, weight):
-    """Fill ``block`` with the biased objective; return the target setter.
+def bias_objective(session, decisions, nominal, scales, reference, weight):
+    """Prepare the biased objective in ``session``'s SCIP model.
+
+    Adds the epigraph variables ``e_i >= (u_i / s_i)^2`` to the SCIP model
+    of :class:`~pyomo_prefobj.solver.ScipSession` ``session``.
 
     Args:
-        block: an empty Block on the model.
+        session: a rebuilt ScipSession.
         decisions: list of ``d`` VarData.
         nominal: the nominal ObjectiveData.
         scales: ``s``, shape ``(d,)``.
@@ -58,32 +63,27 @@ def build_bias_block(block, decisions, nominal, scales, reference, weight):
         weight: ``lambda``.
 
     Returns:
-        ``set_target(b)``, which pushes a target ``b`` of shape ``(d,)`` into
-        the objective's mutable Params.
+        ``objective(target)``: the SCIP objective expression for a target
+        ``b`` of shape ``(d,)``.
     """
+    scip, quicksum = session.scip, session._pyscipopt.quicksum
     d = len(decisions)
-    binary = [i for i, v in enumerate(decisions) if v.is_binary()]
-    squared = [i for i, v in enumerate(decisions) if not v.is_binary()]
     per_term = weight / d
     sign = 1.0 if nominal.sense == pyo.minimize else -1.0
-    block.e = pyo.Var(squared, bounds=(0, None))
-    block.epigraph = pyo.Constraint(
-        squared, rule=lambda b, i: b.e[i] >= (decisions[i] / float(scales[i])) ** 2
-    )
-    block.linear = pyo.Param(range(d), mutable=True, initialize=0.0)
-    block.constant = pyo.Param(mutable=True, initialize=0.0)
-    block.objective = pyo.Objective(
-        expr=(sign / reference) * nominal.expr
-        + per_term * (sum(decisions[i] for i in binary) + sum(block.e[i] for i in squared))
-        + sum(block.linear[i] * decisions[i] for i in range(d))
-        + block.constant
-    )
+    u = [session.variable(v) for v in decisions]
+    squares = []
+    for i, var in enumerate(decisions):
+        if var.is_binary():
+            squares.append(u[i])
+        else:
+            bound = scip.addVar(lb=0.0, ub=None)
+            scip.addCons(bound >= (u[i] * (1.0 / float(scales[i]))) ** 2)
+            squares.append(bound)
+    base = (sign / reference) * session.expression(nominal.expr) + per_term * quicksum(squares)
     inverse_square = 1.0 / scales ** 2
 
-    def set_target(target):
-        coefficients = -2.0 * per_term * target * inverse_square
-        for i in range(d):
-            block.linear[i] = float(coefficients[i])
-        block.constant = float(per_term * np.sum(target ** 2 * inverse_square))
+    def objective(target):
+        coefficients = -2.0 * per_term * np.asarray(target) * inverse_square
+        return base + quicksum(float(c) * u[i] for i, c in enumerate(coefficients))
 
-    return set_target
+    return objective

@@ -1,70 +1,169 @@
 """SCIP access for the many solves the component makes itself.
 
-Sampling solves one model hundreds of times with only parameter values and
-the objective changing, so it goes through Pyomo's persistent SCIP
-interface (``scip_persistent``, over PySCIPOpt), which keeps SCIP's copy of
-the model between solves; ``benchmarks/bench_core.py`` compares it with a
-bare PySCIPOpt solve and with the ``.nl`` route of ``SolverFactory('scip')``.
+Sampling solves one model hundreds of times with only the objective
+changing, so it talks to PySCIPOpt directly and keeps SCIP's model between
+solves; ``benchmarks/bench_core.py`` compares it with a bare PySCIPOpt solve
+and with Pyomo's persistent SCIP interface.
 """
 
 import logging
+import os
+import sysconfig
 
-from pyomo.contrib.solver.common.factory import SolverFactory
-from pyomo.contrib.solver.common.results import SolutionStatus
+from pyomo.common.fileutils import Executable
+from pyomo.common.collections import ComponentMap
+from pyomo.core import Constraint, value
+from pyomo.environ import SolverFactory
+from pyomo.repn import generate_standard_repn
 
-from .errors import SolverUnavailableError
+from .errors import ModelError, SolverUnavailableError
 
 logger = logging.getLogger(__name__)
 
-FEASIBLE = (SolutionStatus.optimal, SolutionStatus.feasible)
+def register_scip_executable():
+    """Point Pyomo's ``scip`` at this environment's console script if needed.
+
+    ``pip install`` puts the ``scip`` console script (see
+    :mod:`pyomo_prefobj.scip_shell`) into the environment's scripts folder,
+    which is on ``PATH`` only while the environment is activated. When Pyomo
+    finds no ``scip`` on ``PATH``, register that script so
+    ``SolverFactory('scip')`` works either way; a ``scip`` on ``PATH``
+    (a real SCIP included) is left alone.
+
+    Returns:
+        the path Pyomo uses for ``scip``, or ``None``.
+    """
+    executable = Executable("scip")
+    if executable.available():
+        return executable.path()
+    candidate = os.path.join(sysconfig.get_path("scripts"), "scip")
+    if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        executable.set_path(candidate)
+        return candidate
+    return None
+
+
+register_scip_executable()
 
 
 class ScipSession:
-    """Repeated solves of one Pyomo model with SCIP, keeping SCIP's model.
+    """Repeated solves of one Pyomo model's constraints directly in PySCIPOpt.
+
+    The active linear and quadratic constraints are translated once (at the
+    current Param values) by :meth:`rebuild`; each :meth:`minimize` then only
+    sets a new objective. Pyomo's own SCIP interfaces turn every mutable Param
+    into a fixed SCIP variable, which makes a Param-weighted objective
+    nonlinear and many times slower (``benchmarks/bench_core.py``).
 
     Args:
-        model: the Pyomo model (or block) to solve.
+        model: the Pyomo model (or block) whose constraints are solved.
         time_limit: seconds per solve, or ``None``.
         options: extra SCIP parameters, e.g. ``{"limits/gap": 1e-4}``.
+        skip: predicate ``skip(constraint) -> bool`` for constraints to leave out.
 
     Raises:
         SolverUnavailableError: PySCIPOpt is missing or unusable.
     """
 
-    def __init__(self, model, time_limit=None, options=None):
+    def __init__(self, model, time_limit=None, options=None, skip=None):
         self.model = model
+        self.skip = skip
         self.time_limit = time_limit
         self.options = dict(options or {})
         try:
-            self._solver = SolverFactory("scip_persistent")
-            available = bool(self._solver.available())
-        except Exception as exc:  # a broken install may fail in many ways
-            raise SolverUnavailableError(f"SCIP is not usable through PySCIPOpt: {exc}") from exc
-        if not available:
+            import pyscipopt
+        except ImportError as exc:
             raise SolverUnavailableError(
                 "SCIP is not available: install PySCIPOpt (pip install pyscipopt)"
+            ) from exc
+        if not bool(SolverFactory("scip_direct").available()):
+            raise SolverUnavailableError(
+                "SCIP is not available through PySCIPOpt; reinstall pyscipopt"
             )
+        self._pyscipopt = pyscipopt
+        self.scip = None
+        self._vars = ComponentMap()
 
-    def solve(self):
-        """Solve and load the solution into the model's variables.
+    def rebuild(self):
+        """Translate the active constraints at the current Param values."""
+        scip = self._pyscipopt.Model()
+        scip.hideOutput()
+        if self.time_limit is not None:
+            scip.setParam("limits/time", float(self.time_limit))
+        for name, setting in self.options.items():
+            scip.setParam(name, setting)
+        self.scip, self._vars = scip, ComponentMap()
+        for con in self.model.component_data_objects(Constraint, active=True, descend_into=True):
+            if self.skip is not None and self.skip(con):
+                continue
+            body = self.expression(con.body, what=f"constraint {con.name!r}")
+            lower, upper = value(con.lower), value(con.upper)
+            if con.equality:
+                scip.addCons(body == upper)
+                continue
+            if lower is not None:
+                scip.addCons(body >= lower)
+            if upper is not None:
+                scip.addCons(body <= upper)
+
+    def variable(self, var):
+        """The SCIP variable of Pyomo variable ``var`` (created on first use)."""
+        found = self._vars.get(var)
+        if found is None:
+            if var.fixed:
+                return var.value
+            vtype = "B" if var.is_binary() else ("I" if var.is_integer() else "C")
+            lb, ub = var.bounds
+            found = self.scip.addVar(lb=lb, ub=ub, vtype=vtype)
+            self._vars[var] = found
+        return found
+
+    def expression(self, expr, what="expression"):
+        """Translate a linear or quadratic Pyomo expression to PySCIPOpt."""
+        repn = generate_standard_repn(expr, quadratic=True, compute_values=True)
+        if repn.nonlinear_expr is not None:
+            raise ModelError(
+                f"{what} is neither linear nor quadratic; the component's own "
+                "solves support linear and quadratic models"
+            )
+        quicksum = self._pyscipopt.quicksum
+        terms = quicksum(c * self.variable(v) for c, v in zip(repn.linear_coefs, repn.linear_vars))
+        if repn.quadratic_vars:
+            terms += quicksum(
+                c * self.variable(a) * self.variable(b)
+                for c, (a, b) in zip(repn.quadratic_coefs, repn.quadratic_vars)
+            )
+        return terms + value(repn.constant)
+
+    def minimize(self, objective):
+        """Minimize a PySCIPOpt expression over the constraints.
+
+        A nonlinear (quadratic) objective goes into an epigraph constraint.
+        The solution is loaded into the Pyomo variables.
 
         Returns:
-            the objective value if a feasible solution was found (and loaded),
-            else ``None``.
+            the objective value if a feasible solution was found, else ``None``.
         """
-        config = {
-            "load_solutions": False,
-            "raise_exception_on_nonoptimal_result": False,
-            "solver_options": self.options,
-        }
-        if self.time_limit is not None:
-            config["time_limit"] = self.time_limit
+        scip = self.scip
+        scip.freeTransform()
+        epigraph = None
+        if objective.degree() > 1:
+            bound = scip.addVar(lb=None, ub=None)
+            epigraph = scip.addCons(bound >= objective)
+            objective = bound
+        scip.setObjective(objective, "minimize")
         try:
-            results = self._solver.solve(self.model, **config)
-        except Exception as exc:  # SCIP errors come as several types
+            scip.optimize()
+            if scip.getNSols() == 0:
+                return None
+            solution = scip.getBestSol()
+            for var, scip_var in self._vars.items():
+                var.set_value(solution[scip_var], skip_validation=True)
+            return scip.getSolObjVal(solution)
+        except Exception as exc:  # SCIP reports failures as several types
             logger.warning("SCIP failed: %s", exc)
             return None
-        if results.solution_status not in FEASIBLE:
-            return None
-        results.solution_loader.load_vars()
-        return results.incumbent_objective
+        finally:
+            if epigraph is not None:
+                scip.freeTransform()
+                scip.delCons(epigraph)

@@ -1,0 +1,211 @@
+"""Benchmark of the core component on the 216-decision COVID-19 model.
+
+Prints:
+
+1. Sampling: solves per second, and the time of one biased solve through
+   the component (Pyomo's persistent SCIP interface) over a bare PySCIPOpt
+   solve of the same biased problem (same formulation, same targets,
+   model built once, only the objective changed). Target: <= 1.3x.
+   For reference, the ``.nl`` route (``SolverFactory('scip')``) and the
+   rebuild-every-time route (``scip_direct``) on the same problems.
+2. ``fit`` time for about 900 pairs.
+3. Solve time of the activated learned objective over the nominal solve
+   time, compact vs dense formulation (median over contexts). Target:
+   compact <= 1.5x.
+
+Run from the repository root: ``python benchmarks/bench_core.py [--quick]``.
+"""
+
+import argparse
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+import pyomo.environ as pyo
+import pyscipopt
+from pyomo.repn import generate_standard_repn
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the examples package
+
+from examples.covid19.model import build_model
+from examples.covid19.user import SimulatedUser
+from pyomo_prefobj import PreferenceObjective, ScoreOracle
+from pyomo_prefobj import sampling
+from pyomo_prefobj import solver as solver_module
+
+
+def bare_scip_model(model, decisions, scales):
+    """The biased sampling problem written directly in PySCIPOpt (built once)."""
+    scip = pyscipopt.Model()
+    scip.hideOutput()
+    scip_vars = {}
+    for var in model.component_data_objects(pyo.Var, descend_into=True):
+        if id(var) in scip_vars:
+            continue
+        vtype = "B" if var.is_binary() else ("I" if var.is_integer() else "C")
+        scip_vars[id(var)] = scip.addVar(lb=var.lb, ub=var.ub, vtype=vtype)
+    for con in model.component_data_objects(pyo.Constraint, active=True):
+        repn = generate_standard_repn(con.body)
+        expr = pyscipopt.quicksum(c * scip_vars[id(v)] for c, v in zip(repn.linear_coefs, repn.linear_vars))
+        lower = None if con.lower is None else pyo.value(con.lower) - repn.constant
+        upper = None if con.upper is None else pyo.value(con.upper) - repn.constant
+        if con.equality:
+            scip.addCons(expr == upper)
+        else:
+            if lower is not None:
+                scip.addCons(expr >= lower)
+            if upper is not None:
+                scip.addCons(expr <= upper)
+    u = [scip_vars[id(v)] for v in decisions]
+    squared = [i for i, v in enumerate(decisions) if not v.is_binary()]
+    epigraph = {}
+    for i in squared:
+        epigraph[i] = scip.addVar(lb=0)
+        scip.addCons(epigraph[i] >= (u[i] * (1.0 / scales[i])) ** 2)
+    nominal = generate_standard_repn(model.cost.expr)
+    nominal_terms = [(c, scip_vars[id(v)]) for c, v in zip(nominal.linear_coefs, nominal.linear_vars)]
+    return scip, u, squared, epigraph, nominal_terms
+
+
+def bare_solve(bundle, decisions, scales, reference, weight, target):
+    scip, u, squared, epigraph, nominal_terms = bundle
+    d = len(u)
+    per_term = weight / d
+    binary = [i for i in range(d) if i not in epigraph]
+    coefficients = -2.0 * per_term * target / scales ** 2
+    objective = (
+        pyscipopt.quicksum((c / reference) * v for c, v in nominal_terms)
+        + per_term * (pyscipopt.quicksum(u[i] for i in binary) + pyscipopt.quicksum(epigraph.values()))
+        + pyscipopt.quicksum(coefficients[i] * u[i] for i in range(d))
+    )
+    start = time.perf_counter()
+    scip.freeTransform()
+    scip.setObjective(objective)
+    scip.optimize()
+    return time.perf_counter() - start
+
+
+def persistent_solves(model, captured, targets, contexts):
+    """The same biased solves through Pyomo's scip_persistent, bias in mutable Params."""
+    from pyomo.contrib.solver.common.factory import SolverFactory
+
+    decisions, scales = captured["decisions"], captured["scales"]
+    d, per_term = len(decisions), captured["weight"] / len(decisions)
+    block = model.persistent_bias = pyo.Block()
+    squared = [i for i, v in enumerate(decisions) if not v.is_binary()]
+    block.e = pyo.Var(squared, bounds=(0, None))
+    block.epigraph = pyo.Constraint(squared, rule=lambda b, i: b.e[i] >= (decisions[i] / float(scales[i])) ** 2)
+    block.linear = pyo.Param(range(d), mutable=True, initialize=0.0)
+    block.objective = pyo.Objective(
+        expr=model.cost.expr / captured["reference"]
+        + per_term * (sum(decisions[i] for i in range(d) if i not in block.e) + sum(block.e.values()))
+        + sum(block.linear[i] * decisions[i] for i in range(d))
+    )
+    model.cost.deactivate()
+    model.x0 = float(contexts[0][0])
+    opt = SolverFactory("scip_persistent")
+    times = []
+    for target in targets:
+        for i in range(d):
+            block.linear[i] = float(-2.0 * per_term * target[i] / scales[i] ** 2)
+        start = time.perf_counter()
+        opt.solve(model, load_solutions=False, raise_exception_on_nonoptimal_result=False)
+        times.append(time.perf_counter() - start)
+    model.cost.activate()
+    model.del_component(block)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer contexts and solves")
+    args = parser.parse_args()
+    n_contexts, per_context = (3, 8) if args.quick else (6, 15)
+
+    m = build_model()
+    m.pref = PreferenceObjective(decisions=[m.x, m.y], context=[m.x0], progress=False)
+    contexts = np.linspace(0, 1, n_contexts).reshape(-1, 1)
+
+    # -- 1. sampling --------------------------------------------------------
+    captured = {}
+    original_bias = sampling.bias_objective
+    original_minimize = solver_module.ScipSession.minimize
+    solve_times, targets = [], []
+
+    def timed_minimize(self, objective):
+        start = time.perf_counter()
+        result = original_minimize(self, objective)
+        solve_times.append(time.perf_counter() - start)
+        return result
+
+    def capturing_bias(session, decisions, nominal, scales, reference, weight):
+        make = original_bias(session, decisions, nominal, scales, reference, weight)
+        captured.update(scales=scales, reference=reference, weight=weight, decisions=decisions)
+
+        def objective(target):
+            targets.append(np.array(target))
+            return make(target)
+
+        return objective
+
+    sampling.bias_objective = capturing_bias
+    solver_module.ScipSession.minimize = timed_minimize
+    start = time.perf_counter()
+    candidates = m.pref.sample(contexts, per_context=per_context, seed=0)
+    sampling_seconds = time.perf_counter() - start
+    sampling.bias_objective = original_bias
+    solver_module.ScipSession.minimize = original_minimize
+    biased = solve_times[n_contexts:]
+    print(f"sampling: {len(candidates)} candidates, {len(solve_times)} solves in "
+          f"{sampling_seconds:.1f} s = {len(solve_times) / sampling_seconds:.2f} solves/s")
+
+    bundle = bare_scip_model(m, captured["decisions"], captured["scales"])
+    bare = []
+    for g, context in enumerate(contexts):
+        m.x0 = float(context[0])
+        for target in targets[g * (per_context - 1):(g + 1) * (per_context - 1)]:
+            bare.append(bare_solve(bundle, captured["decisions"], captured["scales"],
+                                   captured["reference"], captured["weight"], target))
+    ratio = statistics.median(biased) / statistics.median(bare)
+    print(f"  biased solve, median: component {statistics.median(biased):.3f} s, "
+          f"bare PySCIPOpt {statistics.median(bare):.3f} s -> overhead {ratio:.2f}x (target <= 1.3x)")
+    print(f"  total: component {sum(biased):.1f} s, bare {sum(bare):.1f} s "
+          f"-> {sum(biased) / sum(bare):.2f}x; whole sample() call over bare solves: "
+          f"{sampling_seconds / (sum(bare) + 1e-9):.2f}x")
+    persistent = persistent_solves(m, captured, targets[: min(4, len(targets))], contexts)
+    print(f"  Pyomo scip_persistent with mutable-Param bias, median {statistics.median(persistent):.3f} s "
+          f"= {statistics.median(persistent) / statistics.median(bare):.1f}x bare")
+
+    # -- 2. fit -------------------------------------------------------------
+    user = SimulatedUser()
+    oracle = ScoreOracle(lambda c: user.score(c.u, c.context[0]), flip=0.0, seed=0)
+    pairs = m.pref.ask(candidates, n_pairs=900, oracle=oracle, seed=0)
+    start = time.perf_counter()
+    report = m.pref.fit(pairs, seed=0)  # r = min(30, what the data allows)
+    print(f"fit: {len(pairs)} pairs in {time.perf_counter() - start:.1f} s ({report})")
+
+    # -- 3. activated vs nominal solve ------------------------------------
+    solver = pyo.SolverFactory("scip_direct")
+    rows = {"nominal": [], "compact": [], "dense": []}
+    for x0 in np.linspace(0, 1, 3 if args.quick else 5):
+        m.x0 = float(x0)
+        start = time.perf_counter()
+        solver.solve(m)
+        rows["nominal"].append(time.perf_counter() - start)
+        for formulation in ("compact", "dense"):
+            m.pref.activate([x0], formulation=formulation)
+            start = time.perf_counter()
+            solver.solve(m, options={"limits/time": 60})
+            rows[formulation].append(time.perf_counter() - start)
+            m.pref.deactivate()
+    nominal = statistics.median(rows["nominal"])
+    for formulation in ("compact", "dense"):
+        median = statistics.median(rows[formulation])
+        print(f"activated {formulation}: median {median:.2f} s, max {max(rows[formulation]):.2f} s "
+              f"= {median / nominal:.2f}x nominal ({nominal:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

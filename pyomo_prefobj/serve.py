@@ -1,0 +1,217 @@
+"""Serve the preference web app: ``python -m pyomo_prefobj.serve``.
+
+::
+
+    # once: sample candidates and save them
+    candidates = m.pref.sample(contexts, per_context=20)
+    candidates.save("cands.npz")
+
+    # create the session (first run) or reopen it, add raters, serve
+    python -m pyomo_prefobj.serve --db sqlite:///prefs.db --candidates cands.npz \\
+        --rater alice --rater bob --host 127.0.0.1 --port 8000
+
+    # later: fit from the stored answers
+    pairs = pyomo_prefobj.store.load_pairs("sqlite:///prefs.db", "cands")
+    m.pref.fit(pairs)
+
+The first run prints the owner's admin link and each new rater's personal
+link (each shown once: the database keeps only hashes of the tokens).
+Running again with the same ``--candidates`` reopens the same session.
+The server listens on 127.0.0.1 unless ``--host`` says otherwise; it is
+Werkzeug's threaded server, fine for a team of raters; behind HTTPS (a
+reverse proxy) add ``--secure-cookies``. Any WSGI server can run
+``pyomo_prefobj.webapp.create_app(url)`` instead.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .candidates import Candidates
+from .errors import PreferenceObjectiveError
+from .store import SELECTORS, PreferenceStore, fingerprint
+
+logger = logging.getLogger(__name__)
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def build_parser():
+    """The command-line parser (``--help`` documents every option)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pyomo_prefobj.serve",
+        description=(
+            "Serve the pairwise-preference web app: raters open their personal "
+            "link, see two candidate decisions of the same context side by side "
+            "and answer A, B or can't tell; answers go to the database. The "
+            "owner's admin link shows progress and exports the pairs."
+        ),
+        epilog=(
+            "Example: python -m pyomo_prefobj.serve --db sqlite:///prefs.db "
+            "--candidates cands.npz --rater alice --rater bob. Fit from the "
+            "answers with pyomo_prefobj.store.load_pairs(URL, SESSION) or the "
+            "admin page's export (Pairs.load)."
+        ),
+    )
+    parser.add_argument(
+        "--db", default="sqlite:///prefs.db",
+        help="SQLAlchemy database URL (default: sqlite:///prefs.db, an SQLite "
+             "file in WAL mode; e.g. postgresql+psycopg://user@host/prefs for a team server)",
+    )
+    parser.add_argument(
+        "--candidates", type=Path,
+        help="candidates file written by Candidates.save (.npz); creates the "
+             "session on the first run, reopens it afterwards (same content required)",
+    )
+    parser.add_argument(
+        "--session",
+        help="session name (default: the candidates file name without suffix; "
+             "without --candidates: the database's only session)",
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=None,
+        help="pairs planned for a new session (default: every distinct pair of "
+             "same-context candidates)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of a new session's pair plan (default 0)"
+    )
+    parser.add_argument(
+        "--context-name", action="append", default=None, metavar="NAME",
+        help="name of a context value shown to raters (repeat, in order; "
+             "default x0[0], x0[1], ...)",
+    )
+    parser.add_argument(
+        "--rater", action="append", default=[], metavar="NAME",
+        help="add a rater and print their personal link (repeatable; an existing "
+             "rater is left as is unless --new-tokens)",
+    )
+    parser.add_argument(
+        "--new-tokens", action="store_true",
+        help="issue new links for the --rater names given and for the admin "
+             "(old links stop working)",
+    )
+    parser.add_argument(
+        "--selector", choices=sorted(SELECTORS), default="in_order",
+        help="how each rater's next pair is chosen (default in_order: every rater "
+             "follows the plan; fewest_answers: spread raters over the plan)",
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=40,
+        help="most differing decision values shown per pair (default 40)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: this machine only; "
+             "0.0.0.0 opens it to the network)",
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument(
+        "--secure-cookies", action="store_true",
+        help="mark cookies Secure (when served over HTTPS)",
+    )
+    parser.add_argument(
+        "--setup-only", action="store_true",
+        help="create or update the session and raters, print the links, do not serve",
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true",
+        help="log every request and store action (request lines show link tokens)",
+    )
+    return parser
+
+
+def _open_session(store, args, say):
+    if args.candidates is not None:
+        try:
+            candidates = Candidates.load(args.candidates)
+        except PreferenceObjectiveError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        name = args.session or args.candidates.stem
+        existing = store.find_session(name)
+        if existing is None:
+            session = store.create_session(
+                candidates, name, n_pairs=args.pairs, seed=args.seed,
+                context_names=args.context_name,
+            )
+            say(f"created session {name!r} (id {session.id})")
+            return session, session.admin_token
+        if store.session_fingerprint(existing) != fingerprint(candidates):
+            raise SystemExit(
+                f"error: session {name!r} in {args.db} holds other candidates than "
+                f"{args.candidates}; pass --session with a new name"
+            )
+        return existing, None
+    sessions = store.sessions()
+    if args.session is not None:
+        return store.session(args.session), None
+    if len(sessions) == 1:
+        return sessions[0], None
+    if not sessions:
+        raise SystemExit(
+            f"error: {args.db} has no session yet; pass --candidates FILE to create one"
+        )
+    raise SystemExit(
+        f"error: {args.db} has several sessions {[s.name for s in sessions]}; pass --session NAME"
+    )
+
+
+def main(argv=None, out=None):
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    out = out or sys.stdout
+
+    def say(line):
+        print(line, file=out, flush=True)
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        store = PreferenceStore(args.db)
+        session, admin_token = _open_session(store, args, say)
+        if args.new_tokens:
+            admin_token = store.new_admin_token(session).admin_token
+        base = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+        existing = {r.name for r in store.raters(session)}
+        links = []
+        for name in args.rater:
+            if name.strip() in existing:
+                if args.new_tokens:
+                    links.append(store.new_rater_token(session, name.strip()))
+                else:
+                    say(f"rater {name.strip()!r} exists already (use --new-tokens for a new link)")
+            else:
+                links.append(store.add_rater(session, name))
+                existing.add(name.strip())
+    except PreferenceObjectiveError as exc:  # store, file format, pairs
+        raise SystemExit(f"error: {exc}") from exc
+    session = store.session(session)
+    say(f"session {session.name!r} (id {session.id}): {session.n_candidates} candidates, "
+        f"{session.n_contexts} contexts, {session.n_queries} pairs planned, "
+        f"{store.count_answers(session=session)} answers stored")
+    if admin_token:
+        say(f"admin link (keep it private): {base}/admin?token={admin_token}")
+    for rater in links:
+        say(f"rater {rater.name!r}: {base}/rate?token={rater.token}")
+    if args.setup_only:
+        store.close()
+        return 0
+    if args.host not in LOCAL_HOSTS:
+        logger.warning(
+            "listening on %s: anyone who can reach this machine and holds a link can "
+            "answer; put it behind HTTPS for use beyond a trusted network", args.host
+        )
+    from .webapp import create_app  # flask only when serving
+
+    app = create_app(store, selector=args.selector, max_rows=args.max_rows,
+                     secure_cookies=args.secure_cookies)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    say(f"serving on {base} (Ctrl+C stops)")
+    app.run(host=args.host, port=args.port, threaded=True, debug=False, use_reloader=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""The preference web app: raters answer pairwise queries in a browser.
+
+``create_app(store)`` returns a Flask application on a
+:class:`~pyomo_prefobj.store.PreferenceStore` (or a database URL). Serve it
+with ``python -m pyomo_prefobj.serve`` (see :mod:`pyomo_prefobj.serve`) or
+any WSGI server, e.g. ``waitress-serve --call`` or
+``gunicorn 'pyomo_prefobj.webapp:create_app("postgresql+psycopg://...")'``.
+
+Pages (HTML):
+
+* ``GET /``: sign in with a rater token.
+* ``GET /rate?token=T``: remembers the rater token in a cookie and opens the
+  rating page; the page loads each pair with ``fetch`` (no page reload).
+* ``GET /admin?token=T``: the session owner's progress view, answers per
+  rater and per context, export links, new raters.
+
+JSON API (rater token from the cookie or ``Authorization: Bearer T``):
+
+* ``GET /api/next``: the next pair for this rater (``query: null`` when done).
+* ``POST /api/answer``: ``query_id`` and ``choice`` (``A``, ``B`` or
+  ``cant_tell``), as JSON or form fields.
+* ``GET /api/answers``: this rater's own answers (never anyone else's).
+* ``GET /api/admin/progress``, ``POST /api/admin/raters`` (``name``),
+  ``GET /admin/export.npz[?rater=NAME]``: admin token from the admin cookie
+  or ``Authorization: Bearer T``.
+
+Every error of the API is JSON ``{"error": code, "message": text}`` with a
+4xx status: 400 malformed input, 401 no token, 403 wrong token, 404 unknown
+query, 409 answered already (nothing is stored twice), 413 body too large.
+"""
+
+import io
+import logging
+import secrets
+
+import numpy as np
+from flask import Flask, g, jsonify, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import HTTPException
+
+from .errors import PairsError
+from .store import (
+    SELECTORS,
+    AuthenticationError,
+    DuplicateAnswerError,
+    InvalidAnswerError,
+    PreferenceStore,
+    StoreError,
+    UnknownQueryError,
+    UnknownSessionError,
+)
+
+logger = logging.getLogger(__name__)
+
+RATER_COOKIE = "prefobj_rater"
+ADMIN_COOKIE = "prefobj_admin"
+MAX_BODY_BYTES = 64 * 1024
+
+_STATUS = (
+    (AuthenticationError, 403, "invalid_token"),
+    (UnknownQueryError, 404, "unknown_query"),
+    (UnknownSessionError, 404, "unknown_session"),
+    (DuplicateAnswerError, 409, "already_answered"),
+    (InvalidAnswerError, 400, "malformed"),
+    (PairsError, 409, "nothing_to_export"),
+    (StoreError, 400, "bad_request"),
+)
+
+
+class _ApiError(Exception):
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def describe_query(query, context_names, max_rows=40, tolerance=1e-6):
+    """The JSON a rater's page shows for one query.
+
+    Args:
+        query: a :class:`~pyomo_prefobj.store.Query`.
+        context_names: names of the context values.
+        max_rows: most differing decisions listed (largest differences first).
+        tolerance: values closer than this count as equal.
+
+    Returns:
+        dict: ``id``, ``context`` (name/value rows), ``nominal_cost`` of A and
+        B, ``rows`` (name, A, B of the decisions that differ), ``n_differ``,
+        ``hidden`` (differing decisions not listed) and ``n_decisions``.
+    """
+    a, b = query.first, query.second
+    difference = np.abs(a.u - b.u)
+    differ = np.flatnonzero(difference > tolerance)
+    order = differ[np.argsort(-difference[differ], kind="stable")][:max_rows]
+    return {
+        "id": query.id,
+        "context": [
+            {"name": name, "value": float(value)}
+            for name, value in zip(context_names, a.context.tolist())
+        ],
+        "nominal_cost": {"A": a.nominal_cost, "B": b.nominal_cost},
+        "rows": [
+            {"name": a.names[i], "A": float(a.u[i]), "B": float(b.u[i])} for i in order
+        ],
+        "n_differ": int(len(differ)),
+        "hidden": int(len(differ) - len(order)),
+        "n_decisions": int(len(a.u)),
+    }
+
+
+def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies=False):
+    """Build the Flask app on ``store``.
+
+    Args:
+        store: a :class:`~pyomo_prefobj.store.PreferenceStore`, or an
+            SQLAlchemy URL to open one.
+        selector: chooses each rater's next query,
+            ``selector(pool) -> index or None`` (see
+            :mod:`pyomo_prefobj.store`), or the name of a built-in one
+            (``"in_order"``, default, or ``"fewest_answers"``).
+        max_rows: most differing decision values shown per pair.
+        tolerance: decision values closer than this count as equal.
+        secure_cookies: mark cookies ``Secure`` (serve over HTTPS then).
+
+    Returns:
+        flask.Flask: the app; ``app.extensions["pyomo_prefobj"]`` holds the
+        store and settings.
+    """
+    if isinstance(store, str):
+        store = PreferenceStore(store)
+    if not isinstance(store, PreferenceStore):
+        raise StoreError(f"create_app needs a PreferenceStore or a database URL; got {store!r}")
+    if selector is None or isinstance(selector, str):
+        name = selector or "in_order"
+        if name not in SELECTORS:
+            raise StoreError(f"unknown selector {name!r}; built-in ones: {sorted(SELECTORS)}")
+        selector = SELECTORS[name]
+    if not callable(selector):
+        raise StoreError(f"the selector must be callable; got {selector!r}")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["pyomo_prefobj"] = {
+        "store": store, "selector": selector, "max_rows": int(max_rows),
+        "tolerance": float(tolerance),
+    }
+
+    def set_cookie(response, name, token):
+        response.set_cookie(
+            name, token, httponly=True, samesite="Lax", secure=secure_cookies, path="/",
+            max_age=180 * 24 * 3600,
+        )
+        return response
+
+    def bearer():
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            return header[7:].strip()
+        return None
+
+    def current_rater():
+        token = bearer() or request.cookies.get(RATER_COOKIE)
+        if not token:
+            raise _ApiError(401, "not_authenticated",
+                            "no rater token: open the link you were given, or send "
+                            "'Authorization: Bearer <token>'")
+        return store.authenticate(token)
+
+    def current_admin():
+        token = bearer() or request.cookies.get(ADMIN_COOKIE)
+        if not token:
+            raise _ApiError(401, "not_authenticated",
+                            "no admin token: open the owner's admin link, or send "
+                            "'Authorization: Bearer <token>'")
+        return store.authenticate_admin(token)
+
+    def wants_json():
+        return request.path.startswith("/api/") or request.path.endswith(".npz")
+
+    def error_response(status, code, message):
+        if wants_json():
+            response = jsonify(error=code, message=message)
+            response.status_code = status
+            return response
+        return render_template("error.html", status=status, message=message), status
+
+    @app.before_request
+    def _nonce():
+        g.nonce = secrets.token_urlsafe(16)
+
+    @app.after_request
+    def _headers(response):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        nonce = getattr(g, "nonce", "")
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'"
+        )
+        return response
+
+    @app.errorhandler(_ApiError)
+    def _api_error(exc):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(StoreError)
+    @app.errorhandler(PairsError)
+    def _store_error(exc):
+        for kind, status, code in _STATUS:
+            if isinstance(exc, kind):
+                return error_response(status, code, str(exc))
+        return error_response(400, "bad_request", str(exc))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 400, code, exc.description or exc.name)
+
+    # ------------------------------------------------------------------
+    # Rater pages
+    # ------------------------------------------------------------------
+    @app.get("/")
+    def index():
+        return render_template("index.html", message=None)
+
+    @app.post("/login")
+    def login():
+        token = request.form.get("token", "").strip()
+        try:
+            store.authenticate(token)
+        except AuthenticationError as exc:
+            return render_template("index.html", message=str(exc)), 403
+        return set_cookie(redirect(url_for("rate"), code=303), RATER_COOKIE, token)
+
+    @app.post("/logout")
+    def logout():
+        response = redirect(url_for("index"), code=303)
+        response.delete_cookie(RATER_COOKIE, path="/")
+        return response
+
+    @app.get("/rate")
+    def rate():
+        token = request.args.get("token")
+        if token is not None:
+            # Keep the token out of the address bar and history: cookie, then redirect.
+            store.authenticate(token.strip())
+            return set_cookie(redirect(url_for("rate"), code=303), RATER_COOKIE, token.strip())
+        token = request.cookies.get(RATER_COOKIE)
+        if not token:
+            return redirect(url_for("index"), code=303)
+        rater = store.authenticate(token)
+        session = store.session(rater.session_id)
+        return render_template("rate.html", rater=rater, session=session)
+
+    # ------------------------------------------------------------------
+    # Rater API
+    # ------------------------------------------------------------------
+    def status_of(rater):
+        return {"answered": store.count_answers(rater=rater),
+                "open": len(store.query_pool(rater))}
+
+    @app.get("/api/next")
+    def api_next():
+        rater = current_rater()
+        state = app.extensions["pyomo_prefobj"]
+        query = store.next_query(rater, state["selector"])
+        session = store.session(rater.session_id)
+        described = None if query is None else describe_query(
+            query, session.context_names, state["max_rows"], state["tolerance"]
+        )
+        return jsonify(query=described, done=query is None, progress=status_of(rater),
+                       rater=rater.name)
+
+    @app.post("/api/answer")
+    def api_answer():
+        rater = current_rater()
+        if request.is_json:
+            data = request.get_json(silent=True)
+            if not isinstance(data, dict):
+                raise _ApiError(400, "malformed", "the body must be a JSON object "
+                                "{\"query_id\": ..., \"choice\": \"A\" | \"B\" | \"cant_tell\"}")
+        else:
+            data = request.form
+        missing = [key for key in ("query_id", "choice") if key not in data]
+        if missing:
+            raise _ApiError(400, "malformed", f"missing field(s) {missing}: send query_id "
+                            "and choice (A, B or cant_tell)")
+        answer = store.record_answer(rater, data["query_id"], data["choice"])
+        return jsonify(
+            ok=True,
+            answer={"id": answer.id, "query_id": answer.query_id, "choice": answer.choice,
+                    "answered_at": answer.answered_at.isoformat() + "Z"},
+            progress=status_of(rater),
+        ), 201
+
+    @app.get("/api/answers")
+    def api_answers():
+        rater = current_rater()
+        return jsonify(rater=rater.name, answers=[
+            {"id": a.id, "query_id": a.query_id, "choice": a.choice,
+             "answered_at": a.answered_at.isoformat() + "Z"}
+            for a in store.answers(rater)
+        ])
+
+    # ------------------------------------------------------------------
+    # Admin
+    # ------------------------------------------------------------------
+    @app.get("/admin")
+    def admin():
+        token = request.args.get("token")
+        if token is not None:
+            store.authenticate_admin(token.strip())
+            return set_cookie(redirect(url_for("admin"), code=303), ADMIN_COOKIE, token.strip())
+        token = request.cookies.get(ADMIN_COOKIE)
+        if not token:
+            raise _ApiError(401, "not_authenticated", "open the admin link the owner was given")
+        session = store.authenticate_admin(token)
+        progress = store.progress(session)
+        return render_template("admin.html", progress=progress, session=progress.session)
+
+    @app.get("/api/admin/progress")
+    def api_progress():
+        session = current_admin()
+        progress = store.progress(session)
+        return jsonify(
+            session={"id": session.id, "name": session.name,
+                     "n_candidates": session.n_candidates, "n_contexts": session.n_contexts,
+                     "n_queries": session.n_queries},
+            n_answers=progress.n_answers,
+            n_cant_tell=progress.n_cant_tell,
+            n_queries_answered=progress.n_queries_answered,
+            raters=[{"name": r.name, "answered": r.answered, "A": r.chose_a, "B": r.chose_b,
+                     "cant_tell": r.cant_tell,
+                     "last_answer_at": None if r.last_answer_at is None
+                     else r.last_answer_at.isoformat() + "Z"}
+                    for r in progress.raters],
+            contexts=[{"group": c.group, "context": list(c.context),
+                       "n_candidates": c.n_candidates, "n_queries": c.n_queries,
+                       "answered": c.answered, "cant_tell": c.cant_tell}
+                      for c in progress.contexts],
+        )
+
+    @app.post("/api/admin/raters")
+    def api_add_rater():
+        session = current_admin()
+        data = request.get_json(silent=True) if request.is_json else request.form
+        if data is None or not hasattr(data, "get"):
+            raise _ApiError(400, "malformed", "send the rater's name as JSON {\"name\": ...}")
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise _ApiError(400, "malformed", "send the rater's name (a string) in field 'name'")
+        rater = store.add_rater(session, name)
+        link = url_for("rate", token=rater.token, _external=True)
+        return jsonify(name=rater.name, token=rater.token, link=link), 201
+
+    @app.get("/admin/export.npz")
+    def export():
+        session = current_admin()
+        rater = request.args.get("rater")
+        pairs = store.export_pairs(session, raters=rater)
+        buffer = io.BytesIO()
+        pairs.save(buffer)
+        buffer.seek(0)
+        suffix = f"-{rater}" if rater else ""
+        filename = "".join(ch if ch.isalnum() or ch in "-_." else "_"
+                           for ch in f"{session.name}{suffix}-pairs.npz")
+        return send_file(buffer, mimetype="application/octet-stream", as_attachment=True,
+                         download_name=filename)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(ok=True)
+
+    return app
