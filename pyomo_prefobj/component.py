@@ -31,6 +31,7 @@ Changing the context only pushes new values into mutable Params.
 import json
 import logging
 import warnings
+import zipfile
 
 import numpy as np
 import pyomo.environ as pyo
@@ -425,13 +426,17 @@ class PreferenceObjectiveData(BlockData):
     # ------------------------------------------------------------------
     # Stage 4: learning
     # ------------------------------------------------------------------
-    def fit(self, pairs, n_components=None, seed=0, **options):
+    def fit(self, pairs, n_components=None, seed=0, candidates=None, warm_start=False, **options):
         """Fit the learned objective to ``pairs`` (SPEC stage 4).
 
         Args:
             pairs: :class:`Pairs`, preferred decision first.
             n_components: PCA coordinates ``r`` (``None``: ``min(30, allowed)``).
             seed: seed of the split, initial weights and batches.
+            candidates: a :class:`Candidates` set whose decisions give the
+                PCA basis (default: the decisions in ``pairs``).
+            warm_start: continue from the current fit (same basis, its
+                weights as the start), e.g. when new answers arrive.
             **options: further :class:`PreferenceLearner` hyperparameters
                 (``loss``, ``margin``, ``l2``, ``max_epochs``, ``min_epochs``,
                 ``device``, ...).
@@ -456,7 +461,13 @@ class PreferenceObjectiveData(BlockData):
             learner = PreferenceLearner(n_components=n_components, seed=seed, **options)
         except TypeError as exc:
             raise LearningError(f"{self.name}: unknown fit option: {exc}") from exc
-        learner.fit(pairs)
+        if warm_start and self._learner is None:
+            raise NotFittedError(f"{self.name}: warm_start=True needs an earlier fit")
+        learner.fit(
+            pairs,
+            decisions=None if candidates is None else candidates.u,
+            init=self._learner if warm_start else None,
+        )
         self._learner = learner
         if self._is_learned_active():
             self.activate(self.context_values())
@@ -616,7 +627,7 @@ def load_preference_objective(path, decisions=None, context=None):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise FileFormatError(f"cannot read a saved PreferenceObjective from {path}: {exc}") from exc
     try:
         header = json.loads(str(arrays.pop("header")))

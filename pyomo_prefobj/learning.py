@@ -15,7 +15,14 @@ Losses, for a pair with costs ``fA`` (preferred) and ``fB``:
 * ``"hinge"`` (the paper's): ``max(0, fA - fB + margin)``, the differentiable
   form of a Rank-SVM with slacks;
 * ``"logistic"`` (Bradley-Terry): ``log(1 + exp((fA - fB) / margin))``, which
-  keeps pulling on every pair and is less driven by mislabelled ones.
+  keeps pulling on every pair and is less driven by mislabelled ones;
+* ``"flip"``: a Bradley-Terry model of answers that each rater inverts with
+  an unknown probability ``eps_r``, learned jointly with the cost:
+  ``-log((1 - eps_r) p + eps_r (1 - p))``, ``p = sigmoid((fB - fA) / margin)``.
+  Pairs without rater names share one ``eps``. A rater answering at random
+  ends near ``eps = 0.5`` (no weight); one who answers against the others
+  ends above 0.5 (answers used inverted). ``flip_rates_`` holds the
+  estimates.
 
 Training: Adam, L2 penalty on weights and biases, a validation split,
 learning-rate reduction on plateau, early stopping that restores the best
@@ -37,7 +44,7 @@ from .quadratic import QuadraticCost
 
 logger = logging.getLogger(__name__)
 
-LOSSES = ("hinge", "logistic")
+LOSSES = ("hinge", "logistic", "flip")
 
 
 class QuadraticNetwork(nn.Module):
@@ -74,12 +81,21 @@ def quadratic_value(factor, linear, z):
     return 0.5 * (reduced ** 2).sum(dim=1) + (linear * z).sum(dim=1)
 
 
-def ranking_loss(cost_preferred, cost_other, loss="hinge", margin=1.0):
-    """Mean ranking loss of a batch; see the module docstring."""
+def ranking_loss(cost_preferred, cost_other, loss="hinge", margin=1.0, flip_logit=None):
+    """Mean ranking loss of a batch; see the module docstring.
+
+    ``flip_logit`` (``"flip"`` loss only): per-pair logit of the rater's
+    flip probability, shape ``(n,)``.
+    """
     gap = cost_preferred - cost_other
     if loss == "hinge":
         return torch.relu(gap + margin).mean()
-    return nn.functional.softplus(gap / margin).mean()
+    if loss == "logistic":
+        return nn.functional.softplus(gap / margin).mean()
+    agree = torch.sigmoid(-gap / margin)
+    flip = torch.sigmoid(flip_logit)
+    observed = (1.0 - flip) * agree + flip * (1.0 - agree)
+    return -torch.log(observed.clamp_min(1e-12)).mean()
 
 
 @dataclass
@@ -139,7 +155,8 @@ class PreferenceLearner:
         n_components: PCA coordinates ``r``; ``None`` takes
             ``min(30, what the data allows)``.
         hidden_layers: hidden ReLU layer widths (paper: three of 20).
-        loss: ``"hinge"`` (paper) or ``"logistic"``.
+        loss: ``"hinge"`` (paper), ``"logistic"`` or ``"flip"`` (learns a
+            flip rate per rater, ``flip_rates_``; see the module docstring).
         margin: ranking margin ``delta > 0``.
         l2: weight of the L2 penalty on all weights and biases.
         learning_rate: Adam's initial step.
@@ -209,8 +226,16 @@ class PreferenceLearner:
             raise LearningError(f"unknown torch device {self.device!r}: {exc}") from exc
 
     # -- compression ----------------------------------------------------
-    def _fit_compression(self, pairs):
-        decisions = np.unique(np.vstack([pairs.preferred, pairs.other]), axis=0)
+    def _fit_compression(self, pairs, decisions=None):
+        if decisions is None:
+            decisions = np.vstack([pairs.preferred, pairs.other])
+        decisions = np.asarray(decisions, dtype=float)
+        if decisions.ndim != 2 or decisions.shape[1] != pairs.n_decisions:
+            raise LearningError(
+                f"decisions for the PCA basis must have shape (m, {pairs.n_decisions}); "
+                f"got {decisions.shape}"
+            )
+        decisions = np.unique(decisions, axis=0)
         mean = decisions.mean(axis=0)
         centered = decisions - mean
         _, singular, directions = np.linalg.svd(centered, full_matrices=False)
@@ -243,8 +268,18 @@ class PreferenceLearner:
         return (context - self.context_mean_) / self.context_scale_
 
     # -- fitting ---------------------------------------------------------
-    def fit(self, pairs):
-        """Fit to ``pairs`` and return ``self``; the report is ``self.report_``."""
+    def fit(self, pairs, decisions=None, init=None):
+        """Fit to ``pairs`` and return ``self``; the report is ``self.report_``.
+
+        Args:
+            pairs: the :class:`Pairs` to learn from.
+            decisions: array ``(m, d)`` whose PCA gives the compression
+                (e.g. all sampled candidates' ``u``); default: the
+                decisions in ``pairs``.
+            init: a fitted learner to warm-start from: its compression,
+                context scaling and network weights are reused (it must have
+                the same decisions, context length and hidden layers).
+        """
         if not isinstance(pairs, Pairs):
             raise LearningError(f"fit needs a Pairs dataset; got {type(pairs).__name__}")
         device = self._validate_options()
@@ -252,12 +287,15 @@ class PreferenceLearner:
             raise LearningError(f"fit needs at least 2 pairs; got {len(pairs)}")
         start = time.perf_counter()
         rng = np.random.default_rng(self.seed)
-        self._fit_compression(pairs)
-        self.n_decisions_ = pairs.n_decisions
-        self.n_context_ = pairs.n_context
-        self.context_mean_ = pairs.context.mean(axis=0)
-        scale = pairs.context.std(axis=0)
-        self.context_scale_ = np.where(scale > 1e-12, scale, 1.0)
+        if init is not None:
+            self._adopt(init, pairs)
+        else:
+            self._fit_compression(pairs, decisions)
+            self.n_decisions_ = pairs.n_decisions
+            self.n_context_ = pairs.n_context
+            self.context_mean_ = pairs.context.mean(axis=0)
+            scale = pairs.context.std(axis=0)
+            self.context_scale_ = np.where(scale > 1e-12, scale, 1.0)
 
         n = len(pairs)
         order = rng.permutation(n)
@@ -265,11 +303,15 @@ class PreferenceLearner:
         n_validation = min(n_validation, n - 1)
         validation, train = order[:n_validation], order[n_validation:]
 
+        self.raters_, rater_index = np.unique(pairs.rater.astype(str), return_inverse=True)
+        self.raters_ = [str(r) for r in self.raters_]
+
         def tensors(index):
             x = self._context_inputs(pairs.context[index])
             za = (pairs.preferred[index] - self.mean_) @ self.projection_.T
             zb = (pairs.other[index] - self.mean_) @ self.projection_.T
-            return [torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, za, zb)]
+            data = [torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, za, zb)]
+            return data + [torch.as_tensor(rater_index[index], dtype=torch.long, device=device)]
 
         train_data, validation_data = tensors(train), tensors(validation)
         report = FitReport(
@@ -284,11 +326,22 @@ class PreferenceLearner:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**31)))
                 network = QuadraticNetwork(self.n_context_, self.n_components_, self.hidden_layers)
+                if init is not None:
+                    network.load_state_dict(init.network_.state_dict())
                 network.to(device)
+                # Flip rates start at 10% for every rater (used by the "flip" loss only).
+                self._flip_logit = torch.full(
+                    (len(self.raters_),), float(np.log(0.1 / 0.9)), device=device, requires_grad=True
+                )
                 self._train(network, train_data, validation_data, rng, report)
         finally:
             torch.set_num_threads(threads)
         self.network_ = network.cpu().eval()
+        flips = torch.sigmoid(self._flip_logit.detach().cpu()).numpy()
+        self.flip_rates_ = (
+            dict(zip(self.raters_, flips.astype(float).tolist())) if self.loss == "flip" else {}
+        )
+        del self._flip_logit
         report.train_accuracy = self._accuracy(train_data)
         report.validation_accuracy = self._accuracy(validation_data) if len(validation) else float("nan")
         report.seconds = time.perf_counter() - start
@@ -296,21 +349,40 @@ class PreferenceLearner:
         logger.info("%s", report)
         return self
 
-    def _batch_loss(self, network, x, za, zb):
+    def _adopt(self, init, pairs):
+        """Take the compression and context scaling of a fitted learner."""
+        if not hasattr(init, "network_"):
+            raise NotFittedError("init must be a fitted PreferenceLearner")
+        if (init.n_decisions_, init.n_context_) != (pairs.n_decisions, pairs.n_context):
+            raise LearningError(
+                f"init was fitted to decisions of length {init.n_decisions_} and contexts "
+                f"of length {init.n_context_}; these pairs have {pairs.n_decisions} and "
+                f"{pairs.n_context}"
+            )
+        if tuple(init.hidden_layers) != tuple(self.hidden_layers):
+            raise LearningError("init has other hidden_layers; warm start needs the same network")
+        for name in ("n_components_", "mean_", "projection_", "explained_variance_",
+                     "n_decisions_", "n_context_", "context_mean_", "context_scale_"):
+            setattr(self, name, getattr(init, name))
+
+    def _batch_loss(self, network, x, za, zb, rater):
         factor, linear = network(x)
-        loss = ranking_loss(
+        return ranking_loss(
             quadratic_value(factor, linear, za),
             quadratic_value(factor, linear, zb),
             self.loss,
             self.margin,
+            self._flip_logit[rater],
         )
-        return loss
 
     def _penalty(self, network):
         return self.l2 * sum((p ** 2).sum() for p in network.parameters())
 
     def _train(self, network, train_data, validation_data, rng, report):
-        optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate)
+        parameters = list(network.parameters())
+        if self.loss == "flip":
+            parameters.append(self._flip_logit)
+        optimizer = torch.optim.Adam(parameters, lr=self.learning_rate)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=max(self.patience // 3, 1)
         )
@@ -358,7 +430,7 @@ class PreferenceLearner:
         network = self.network_
         device = next(network.parameters()).device
         with torch.no_grad():
-            x, za, zb = (t.to(device) for t in data)
+            x, za, zb = (t.to(device) for t in data[:3])
             factor, linear = network(x)
             wins = quadratic_value(factor, linear, za) < quadratic_value(factor, linear, zb)
         return float(wins.float().mean()) if len(wins) else float("nan")
@@ -391,6 +463,16 @@ class PreferenceLearner:
         factor, linear = self.compressed(context)
         reduced = np.einsum("nij,ni->nj", factor, z)
         return 0.5 * (reduced ** 2).sum(axis=1) + (linear * z).sum(axis=1)
+
+    def disagreeing_raters(self, threshold=0.3):
+        """Raters whose learned flip rate exceeds ``threshold`` (``"flip"`` loss).
+
+        Returns:
+            dict rater -> flip rate, most disagreeing first.
+        """
+        self._check_fitted()
+        found = {r: p for r, p in self.flip_rates_.items() if p > threshold}
+        return dict(sorted(found.items(), key=lambda item: -item[1]))
 
     def accuracy(self, pairs):
         """Fraction of ``pairs`` whose preferred decision the model rates cheaper."""
@@ -429,6 +511,8 @@ class PreferenceLearner:
             "context_scale": self.context_scale_,
             "explained_variance": np.array(self.explained_variance_),
             "n_context": np.array(self.n_context_),
+            "raters": np.array(list(self.flip_rates_), dtype=str),
+            "flip_rates": np.array(list(self.flip_rates_.values()), dtype=float),
         }
         for name, value in self.network_.state_dict().items():
             arrays["network." + name] = value.numpy()
@@ -444,6 +528,9 @@ class PreferenceLearner:
         learner.context_scale_ = np.asarray(arrays["context_scale"], dtype=float)
         learner.explained_variance_ = float(arrays["explained_variance"])
         learner.n_context_ = int(arrays["n_context"])
+        learner.flip_rates_ = dict(
+            zip(np.asarray(arrays["raters"]).tolist(), np.asarray(arrays["flip_rates"]).tolist())
+        )
         learner.n_components_, learner.n_decisions_ = learner.projection_.shape
         network = QuadraticNetwork(learner.n_context_, learner.n_components_, learner.hidden_layers)
         state = {
