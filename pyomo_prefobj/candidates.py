@@ -6,6 +6,7 @@ variables (``decision_names``): each entry of ``decisions`` in the order
 given, an indexed Var in its index order.
 """
 
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,5 +160,5 @@ class Candidates:
                 )
         except FileFormatError:
             raise
-        except (OSError, KeyError, ValueError, EOFError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise FileFormatError(f"cannot read candidates from {path}: {exc}") from exc

@@ -20,8 +20,8 @@ PCA coordinates (see :mod:`pyomo_prefobj.quadratic`). Two formulations put
 it into the model:
 
 * ``"compact"`` (default): auxiliary variables ``z = P (u - mu)`` (r of
-  them), ``w = c S' z``, epigraph variables ``e_k >= w_k^2``, and objective
-  ``1/(2 c^2) sum_k e_k + qz' z``; O(d r) terms. ``c = 1 / max|S|`` scales
+  them), ``w = c S' z``, one epigraph variable ``e >= sum_k w_k^2``, and
+  objective ``1/(2 c^2) e + qz' z``; O(d r) terms. ``c = 1 / max|S|`` scales
   the rows SCIP sees without moving the minimizer or changing the value.
 * ``"dense"``: ``1/2 u' H u + q' u + c`` written out; O(d^2) terms.
 
@@ -573,11 +573,12 @@ class PreferenceObjectiveData(BlockData):
                 range(r),
                 rule=lambda b, k: b.w[k] == sum(float(scaled[j, k]) * b.z[j] for j in range(r)),
             )
-            block.e = pyo.Var(range(r), bounds=(0, None))
-            block.epigraph = pyo.Constraint(range(r), rule=lambda b, k: b.e[k] >= b.w[k] ** 2)
+            # One epigraph row for the whole quadratic: SCIP closed the gap about
+            # twice as fast as with one row per coordinate on the COVID-19 model.
+            block.e = pyo.Var(bounds=(0, None))
+            block.epigraph = pyo.Constraint(expr=block.e >= sum(block.w[k] ** 2 for k in range(r)))
             block.objective = pyo.Objective(
-                expr=(0.5 / c ** 2) * sum(block.e[k] for k in range(r))
-                + sum(float(linear[j]) * block.z[j] for j in range(r))
+                expr=(0.5 / c ** 2) * block.e + sum(float(linear[j]) * block.z[j] for j in range(r))
             )
         else:
             cost = learner.cost(context)

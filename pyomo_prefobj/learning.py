@@ -29,6 +29,7 @@ learning-rate reduction on plateau, early stopping that restores the best
 weights. torch is imported by this module only.
 """
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -445,9 +446,11 @@ class PreferenceLearner:
     def compressed(self, contexts):
         """Return ``S`` ``(n, r, r)`` and ``qz`` ``(n, r)`` for contexts ``(n, k)``."""
         self._check_fitted()
-        inputs = torch.as_tensor(self._context_inputs(contexts), dtype=torch.float32)
+        # float64 so that one context alone and in a batch give the same S, q.
+        inputs = torch.as_tensor(self._context_inputs(contexts), dtype=torch.float64)
+        network = copy.deepcopy(self.network_).double()
         with torch.no_grad():
-            factor, linear = self.network_(inputs)
+            factor, linear = network(inputs)
         return factor.double().numpy(), linear.double().numpy()
 
     def cost(self, context=()):

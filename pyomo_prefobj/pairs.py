@@ -5,6 +5,7 @@ preferred to ``uB``. Pairs are stored preferred-first, as three stacked
 arrays, and saved as a plain ``.npz`` file (no pickled objects).
 """
 
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,5 +150,5 @@ class Pairs:
                 )
         except FileFormatError:
             raise
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise FileFormatError(f"cannot read pairs from {path}: {exc}") from exc

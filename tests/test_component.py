@@ -1,0 +1,310 @@
+"""The PreferenceObjective block: construction, sampling, activation, clone.
+
+Every solve is a real SCIP solve. Tolerances: feasibility 1e-6 (SCIP's
+default feasibility tolerance); objective values relative 1e-6 with an
+absolute floor of 1e-6 unless stated otherwise.
+"""
+
+import io
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+from conftest import (
+    DECISION_NAMES,
+    FAST_FIT,
+    FEASIBILITY_TOLERANCE,
+    INFEASIBLE_CONTEXT,
+    SAMPLE_OPTIONS,
+    active_objective,
+    add_component,
+    decision_vector,
+    max_violation,
+    set_context,
+    snapshot,
+    solve,
+)
+from pyomo_prefobj import Candidates, PreferenceObjective
+
+CONTEXT = (0.3, 0.7)
+OTHER_CONTEXT = (0.9, 0.1)
+
+
+def test_decisions_in_documented_order(toy_model):
+    m = toy_model
+    pref = add_component(m)
+    assert pref.decision_names == DECISION_NAMES
+    assert pref.context_names == ("theta[0]", "theta[1]")
+    assert (pref.n_decisions, pref.n_context) == (6, 2)
+    # The block references the user's variables, it does not copy them.
+    assert pref.decision[0] is m.x[0]
+    assert pref.decision[5] is m.n
+    assert not pref.is_fitted
+
+
+def test_var_data_and_names_are_accepted(toy_model):
+    m = toy_model
+    m.pref = PreferenceObjective(
+        decisions=[m.x[2], "y", m.n], context=[m.theta[1]], progress=False
+    )
+    assert m.pref.decision_names == ("x[2]", "y[0]", "y[1]", "n")
+    assert m.pref.context_names == ("theta[1]",)
+
+
+def test_pprint_shows_the_block(toy_model, capsys):
+    m = toy_model
+    add_component(m)
+    m.pprint()
+    out = capsys.readouterr().out
+    assert "pref : Size=1, Index=None, Active=True" in out
+    assert "decision : Size=6" in out
+    assert "context_param : Size=2" in out
+
+
+def test_pprint_shows_learned_objective(fitted_model):
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    stream = io.StringIO()
+    m.pprint(ostream=stream)
+    text = stream.getvalue()
+    assert "learned : Size=1, Index=None, Active=True" in text
+    assert "objective : Size=1, Index=None, Active=True" in text
+    assert "cost : Size=1, Index=None, Active=False" in text
+
+
+def test_sample_gives_feasible_distinct_candidates(toy_model, train_contexts):
+    m = toy_model
+    pref = add_component(m)
+    cands = pref.sample(train_contexts[:3], per_context=8, seed=1, **SAMPLE_OPTIONS)
+    assert isinstance(cands, Candidates)
+    assert cands.u.shape == (len(cands), 6)
+    assert cands.context.shape == (len(cands), 2)
+    assert cands.names == DECISION_NAMES
+    # Several distinct candidates in every context, none repeated.
+    for members in cands.groups():
+        assert len(members) >= 3
+        rows = {tuple(np.round(cands.u[i], 6)) for i in members}
+        assert len(rows) == len(members)
+    probe = m.clone()
+    for cand in cands:
+        assert cand.u.shape == (6,) and cand.context.shape == (2,)
+        assert cand.values == dict(zip(DECISION_NAMES, cand.u.tolist()))
+        np.testing.assert_allclose(cand.context, train_contexts[cand.group])
+        # Integer and binary decisions take integer values.
+        np.testing.assert_array_equal(cand.u[3:], np.round(cand.u[3:]))
+        # Feasible in the user's model, and the recorded nominal cost is J(u).
+        set_context(probe, cand.context)
+        for name, value in cand.values.items():
+            probe.find_component(name).set_value(value, skip_validation=True)
+        assert max_violation(probe) <= FEASIBILITY_TOLERANCE
+        assert cand.nominal_cost == pytest.approx(pyo.value(probe.cost), rel=1e-6, abs=1e-6)
+
+
+def test_first_candidate_of_each_context_is_the_nominal_optimum(toy_model, latent_user, train_contexts):
+    m = toy_model
+    pref = add_component(m)
+    cands = pref.sample(train_contexts[:2], per_context=4, seed=0, **SAMPLE_OPTIONS)
+    for members, theta in zip(cands.groups(), train_contexts[:2]):
+        best = min(cands.nominal_cost[members])
+        probe = m.clone()
+        set_context(probe, theta)
+        solve(probe, "scip_direct")
+        assert best == pytest.approx(pyo.value(probe.cost), rel=1e-6, abs=1e-6)
+
+
+def test_sample_leaves_model_as_it_was(toy_model, train_contexts):
+    m = toy_model
+    m.x[0].set_value(1.25)
+    pref = add_component(m)
+    before = snapshot(m)
+    pref.sample(train_contexts[:2], per_context=3, seed=0, **SAMPLE_OPTIONS)
+    assert snapshot(m) == before
+    assert active_objective(m) is m.cost
+
+
+def test_sample_same_seed_same_candidates(toy_model, train_contexts):
+    pref = add_component(toy_model)
+    first = pref.sample(train_contexts[:2], per_context=6, seed=3, **SAMPLE_OPTIONS)
+    second = pref.sample(train_contexts[:2], per_context=6, seed=3, **SAMPLE_OPTIONS)
+    other = pref.sample(train_contexts[:2], per_context=6, seed=4, **SAMPLE_OPTIONS)
+    np.testing.assert_array_equal(first.u, second.u)
+    np.testing.assert_array_equal(first.group, second.group)
+    np.testing.assert_array_equal(first.nominal_cost, second.nominal_cost)
+    assert first.u.shape != other.u.shape or not np.array_equal(first.u, other.u)
+
+
+def test_infeasible_context_is_skipped_with_a_warning(toy_model):
+    pref = add_component(toy_model)
+    contexts = np.array([CONTEXT, INFEASIBLE_CONTEXT, OTHER_CONTEXT])
+    with pytest.warns(UserWarning, match="infeasible"):
+        cands = pref.sample(contexts, per_context=3, seed=0, **SAMPLE_OPTIONS)
+    assert set(np.unique(cands.group)) == {0, 2}
+    assert not np.any(np.all(cands.context == INFEASIBLE_CONTEXT, axis=1))
+
+
+def test_maximize_nominal_is_sampled_as_maximum(toy_model):
+    m = toy_model
+    m.cost.deactivate()
+    m.profit = pyo.Objective(expr=m.x[0] + 2 * m.x[1] - m.n, sense=pyo.maximize)
+    pref = add_component(m)
+    cands = pref.sample([CONTEXT], per_context=5, seed=0, **SAMPLE_OPTIONS)
+    probe = m.clone()
+    set_context(probe, CONTEXT)
+    solve(probe, "scip_direct")
+    assert cands.nominal_cost.max() == pytest.approx(pyo.value(probe.profit), rel=1e-6)
+    assert cands.nominal_cost.max() == pytest.approx(12.0, rel=1e-6)  # x0 = x1 = 4, n = 0
+
+
+def test_activate_and_deactivate(fitted_model):
+    m = fitted_model
+    set_context(m, (0.1, 0.2))
+    m.pref.activate(CONTEXT)
+    assert not m.cost.active
+    assert active_objective(m) is m.pref.learned.objective
+    assert m.pref.context_values().tolist() == list(CONTEXT)
+    # Re-activating changes the context only.
+    m.pref.activate(OTHER_CONTEXT)
+    assert active_objective(m) is m.pref.learned.objective
+    assert m.pref.context_values().tolist() == list(OTHER_CONTEXT)
+    m.pref.deactivate()
+    assert active_objective(m) is m.cost
+    # The context Params are back at their values before the first activate.
+    assert [pyo.value(m.theta[k]) for k in range(2)] == [0.1, 0.2]
+    assert not m.pref.learned.active
+
+
+def test_activate_without_context_keeps_current_params(fitted_model):
+    m = fitted_model
+    set_context(m, OTHER_CONTEXT)
+    m.pref.activate()
+    assert m.pref.context_values().tolist() == list(OTHER_CONTEXT)
+    solve(m, "scip_direct")
+    cost = m.pref.cost(OTHER_CONTEXT)
+    assert pyo.value(m.pref.learned.objective) == pytest.approx(
+        cost.value(m.pref.decision_values()), rel=1e-6, abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("formulation", ["compact", "dense"])
+def test_activated_objective_value_equals_cost(fitted_model, formulation):
+    m = fitted_model
+    m.pref.activate(CONTEXT, formulation=formulation)
+    solve(m)  # SolverFactory('scip'): the user's route, through the .nl file
+    u = m.pref.decision_values()
+    np.testing.assert_array_equal(u, decision_vector(m))
+    assert max_violation(m) <= FEASIBILITY_TOLERANCE
+    objective = pyo.value(active_objective(m))
+    assert objective == pytest.approx(m.pref.cost(CONTEXT).value(u), rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("context", [CONTEXT, OTHER_CONTEXT, (0.0, 1.0)])
+def test_dense_and_compact_formulations_agree(fitted_model, context):
+    m = fitted_model
+    values = {}
+    for formulation in ("dense", "compact"):
+        m.pref.activate(context, formulation=formulation)
+        solve(m, "scip_direct")
+        values[formulation] = pyo.value(active_objective(m))
+        # Both are the same function: the solution is optimal for the other one too.
+        values[formulation + " cost"] = m.pref.cost(context).value(m.pref.decision_values())
+        m.pref.deactivate()
+    # 1e-5: two formulations, each solved to SCIP's default tolerances.
+    assert values["dense"] == pytest.approx(values["compact"], rel=1e-5, abs=1e-5)
+    assert values["dense cost"] == pytest.approx(values["compact cost"], rel=1e-5, abs=1e-5)
+
+
+def test_learned_solution_is_the_minimum_over_candidates(fitted_model, toy_candidates):
+    """SCIP's optimum of the learned cost is no worse than any sampled candidate."""
+    m = fitted_model
+    context = toy_candidates.context[0]
+    m.pref.activate(context)
+    solve(m, "scip_direct")
+    cost = m.pref.cost(context)
+    best = cost.value(m.pref.decision_values())
+    members = toy_candidates.groups()[0]
+    assert best <= cost.value(toy_candidates.u[members]).min() + 1e-6
+
+
+def test_clone_remaps_references_and_solves_independently(fitted_model):
+    m = fitted_model
+    original = snapshot(m)
+    m2 = m.clone()
+    assert m2.pref.decision[0] is m2.x[0]
+    assert m2.pref.decision[0] is not m.x[0]
+    assert m2.pref.context_param[0] is m2.theta[0]
+    assert m2.pref.is_fitted
+    m2.pref.activate(CONTEXT)
+    solve(m2, "scip_direct")
+    assert active_objective(m2) is m2.pref.learned.objective
+    # The original model is untouched: nominal active, no values written.
+    assert snapshot(m) == original
+    assert active_objective(m) is m.cost
+    m2.pref.deactivate()
+    assert active_objective(m2) is m2.cost
+
+
+def test_clone_of_activated_model_deactivates_its_own_nominal(fitted_model):
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    m2 = m.clone()
+    assert active_objective(m2) is m2.pref.learned.objective
+    m2.pref.deactivate()
+    assert active_objective(m2) is m2.cost
+    # The original is still on its learned objective.
+    assert active_objective(m) is m.pref.learned.objective
+    assert not m.cost.active
+    m.pref.deactivate()
+    assert active_objective(m) is m.cost
+
+
+def test_fit_while_active_updates_the_objective(fitted_model, toy_pairs):
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    m.pref.fit(toy_pairs, seed=1, **FAST_FIT)
+    assert active_objective(m) is m.pref.learned.objective
+    solve(m, "scip_direct")
+    u = m.pref.decision_values()
+    assert pyo.value(m.pref.learned.objective) == pytest.approx(
+        m.pref.cost(CONTEXT).value(u), rel=1e-6, abs=1e-6
+    )
+
+
+def test_sample_while_learned_is_active_uses_the_nominal(fitted_model, train_contexts):
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    before = snapshot(m)
+    cands = m.pref.sample(train_contexts[:1], per_context=2, seed=0, **SAMPLE_OPTIONS)
+    assert snapshot(m) == before
+    assert active_objective(m) is m.pref.learned.objective
+    probe = m.clone()
+    probe.pref.deactivate()
+    set_context(probe, train_contexts[0])
+    solve(probe, "scip_direct")
+    assert cands.nominal_cost.min() == pytest.approx(pyo.value(probe.cost), rel=1e-6, abs=1e-6)
+
+
+def test_model_without_context(plain_model, plain_pairs, plain_candidates):
+    m = plain_model
+    pref = add_component(m, context=False)
+    assert pref.n_context == 0
+    assert plain_candidates.context.shape == (len(plain_candidates), 0)
+    assert len(plain_candidates) >= 10
+    report = pref.fit(plain_pairs, seed=0, **FAST_FIT)
+    assert report.train_accuracy > 0.8
+    pref.activate()
+    solve(m, "scip_direct")
+    u = pref.decision_values()
+    assert pyo.value(active_objective(m)) == pytest.approx(pref.cost().value(u), rel=1e-6, abs=1e-6)
+    assert pref.cost(()).hessian.shape == (6, 6)
+    pref.deactivate()
+    assert active_objective(m) is m.cost
+
+
+def test_one_context_param_takes_a_flat_list_of_contexts(toy_model):
+    m = toy_model
+    m.pref = PreferenceObjective(decisions=[m.x, m.n], context=[m.theta[0]], progress=False)
+    cands = m.pref.sample([0.2, 0.8], per_context=2, seed=0, **SAMPLE_OPTIONS)
+    assert cands.context.shape == (len(cands), 1)
+    assert set(cands.context[:, 0]) == {0.2, 0.8}
+

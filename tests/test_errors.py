@@ -1,0 +1,433 @@
+"""Bad input: the package's own exception, a message that says what is wrong,
+and the user's model exactly as it was (components, active objectives, Param
+and variable values)."""
+
+import math
+
+import numpy as np
+import pyomo.environ as pyo
+import pytest
+
+import pyomo_prefobj.solver
+from conftest import (
+    FAST_FIT,
+    INFEASIBLE_CONTEXT,
+    SAMPLE_OPTIONS,
+    active_objective,
+    add_component,
+    build_toy_model,
+    snapshot,
+    toy_decisions,
+)
+from pyomo_prefobj import (
+    ContextError,
+    DecisionError,
+    LearningError,
+    ModelError,
+    NoFeasibleCandidateError,
+    NotFittedError,
+    OracleError,
+    Pairs,
+    PairsError,
+    PreferenceObjective,
+    PreferenceObjectiveData,
+    PreferenceObjectiveError,
+    ScoreOracle,
+    SolverUnavailableError,
+)
+
+CONTEXT = (0.3, 0.7)
+
+
+@pytest.fixture
+def unchanged():
+    """Call with a model before the failing call; call the result after it."""
+
+    def take(m):
+        before = snapshot(m)
+
+        def check():
+            assert snapshot(m) == before
+
+        return check
+
+    return take
+
+
+def assert_no_component(m):
+    assert m.component("pref") is None
+    assert active_objective(m) is m.cost
+
+
+# ---------------------------------------------------------------- construction
+def test_decisions_of_another_model(toy_model, unchanged):
+    other = build_toy_model()
+    check = unchanged(toy_model)
+    with pytest.raises(DecisionError, match=r"'x\[0\]' belongs to another model"):
+        toy_model.pref = PreferenceObjective(decisions=[other.x], context=[toy_model.theta])
+    check()
+    assert_no_component(toy_model)
+
+
+@pytest.mark.parametrize("what", ["param", "constraint", "number", "missing name"])
+def test_decisions_that_are_not_vars(toy_model, unchanged, what):
+    m = toy_model
+    bad = {"param": m.theta, "constraint": m.demand, "number": 3.0, "missing name": "nope"}[what]
+    check = unchanged(m)
+    message = r"no decisions named 'nope'" if what == "missing name" else r"decisions must be Pyomo Var"
+    with pytest.raises(DecisionError, match=message):
+        m.pref = PreferenceObjective(decisions=[m.x, bad], context=[m.theta])
+    check()
+    assert_no_component(m)
+
+
+@pytest.mark.parametrize("decisions", [[], None, ()])
+def test_empty_decisions(toy_model, unchanged, decisions):
+    check = unchanged(toy_model)
+    with pytest.raises(DecisionError, match="at least one decision variable"):
+        toy_model.pref = PreferenceObjective(decisions=decisions, context=[toy_model.theta])
+    check()
+    assert_no_component(toy_model)
+
+
+def test_decision_given_twice(toy_model, unchanged):
+    m = toy_model
+    check = unchanged(m)
+    with pytest.raises(DecisionError, match=r"'x\[1\]' is given twice"):
+        m.pref = PreferenceObjective(decisions=[m.x, m.x[1]])
+    check()
+    assert_no_component(m)
+
+
+def test_context_param_not_mutable(toy_model, unchanged):
+    m = toy_model
+    m.fixed = pyo.Param(initialize=2.0)
+    check = unchanged(m)
+    with pytest.raises(ContextError, match=r"context Param 'fixed' is not mutable"):
+        m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.fixed])
+    check()
+    assert_no_component(m)
+
+
+def test_context_that_is_not_a_param(toy_model, unchanged):
+    m = toy_model
+    check = unchanged(m)
+    with pytest.raises(ContextError, match="context must be Pyomo Param"):
+        m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.x])
+    check()
+    assert_no_component(m)
+
+
+def test_unknown_formulation(toy_model, unchanged):
+    check = unchanged(toy_model)
+    with pytest.raises(ModelError, match="formulation must be one of"):
+        add_component(toy_model, formulation="sparse")
+    check()
+    assert_no_component(toy_model)
+
+
+# -------------------------------------------------------------------- sampling
+def test_no_active_objective_at_sample(toy_model, unchanged):
+    m = toy_model
+    pref = add_component(m)
+    m.cost.deactivate()
+    check = unchanged(m)
+    with pytest.raises(ModelError, match="has no active objective"):
+        pref.sample([CONTEXT], per_context=2, seed=0)
+    check()
+
+
+def test_several_active_objectives_at_sample(toy_model, unchanged):
+    m = toy_model
+    pref = add_component(m)
+    m.second = pyo.Objective(expr=m.n)
+    check = unchanged(m)
+    with pytest.raises(ModelError, match="2 active objectives"):
+        pref.sample([CONTEXT], per_context=2, seed=0)
+    check()
+
+
+def test_no_solver_available(toy_model, unchanged, monkeypatch):
+    class Unavailable:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def available(self, exception_flag=False):
+            return False
+
+        def license_is_valid(self):
+            return False
+
+    monkeypatch.setattr(pyomo_prefobj.solver, "SolverFactory", Unavailable)
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(SolverUnavailableError, match="SCIP is not available"):
+        pref.sample([CONTEXT], per_context=2, seed=0)
+    check()
+    assert active_objective(toy_model) is toy_model.cost
+
+
+def test_every_context_infeasible(toy_model, unchanged):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.warns(UserWarning, match="infeasible"):
+        with pytest.raises(NoFeasibleCandidateError, match=r"no context gave a feasible solution \(2 tried\)"):
+            pref.sample([INFEASIBLE_CONTEXT, (7.0, 0.0)], per_context=3, seed=0, **SAMPLE_OPTIONS)
+    check()
+
+
+@pytest.mark.parametrize(
+    "contexts, message",
+    [
+        (np.zeros((2, 3)), r"2 columns; got shape \(2, 3\)"),
+        (np.zeros((0, 2)), r"got shape \(0, 2\)"),
+        ([[0.1, math.nan]], "NaN or inf"),
+    ],
+)
+def test_bad_contexts_at_sample(toy_model, unchanged, contexts, message):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(ContextError, match=message):
+        pref.sample(contexts, per_context=2, seed=0)
+    check()
+
+
+@pytest.mark.parametrize("per_context", [0, -1, 2.5, True])
+def test_bad_per_context(toy_model, per_context):
+    pref = add_component(toy_model)
+    with pytest.raises(ModelError, match="per_context must be a positive integer"):
+        pref.sample([CONTEXT], per_context=per_context)
+
+
+# -------------------------------------------------------------- oracles, pairs
+@pytest.mark.parametrize("answer", ["maybe", 2, True, 0.5, "AB"])
+def test_oracle_answer_not_a_valid_choice(toy_model, toy_candidates, unchanged, answer):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(OracleError, match=r"answered .*; a valid answer is 0 or 'A'"):
+        pref.ask(toy_candidates, n_pairs=5, oracle=lambda a, b: answer, seed=0)
+    check()
+
+
+def test_oracle_that_is_not_callable(toy_model, toy_candidates):
+    pref = add_component(toy_model)
+    with pytest.raises(OracleError, match="must be callable"):
+        pref.ask(toy_candidates, n_pairs=5, oracle="A")
+
+
+@pytest.mark.parametrize("flip", [1.0, -0.1, 2])
+def test_score_oracle_bad_flip(flip):
+    with pytest.raises(OracleError, match=r"flip must lie in \[0, 1\)"):
+        ScoreOracle(lambda c: 0.0, flip=flip)
+
+
+def test_score_oracle_non_finite_score(toy_candidates):
+    oracle = ScoreOracle(lambda c: math.nan)
+    with pytest.raises(OracleError, match="score returned nan"):
+        oracle(toy_candidates[0], toy_candidates[1])
+
+
+def test_candidates_of_another_component(toy_model, toy_candidates):
+    m = toy_model
+    m.pref = PreferenceObjective(decisions=[m.x], context=[m.theta], progress=False)
+    with pytest.raises(PairsError, match="decisions of another component"):
+        m.pref.ask(toy_candidates, n_pairs=5, oracle=lambda a, b: 0)
+
+
+@pytest.mark.parametrize("where", ["context", "preferred", "other"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_pairs(where, bad):
+    arrays = {"context": np.zeros((4, 2)), "preferred": np.zeros((4, 3)), "other": np.ones((4, 3))}
+    arrays[where][2, 1] = bad
+    with pytest.raises(PairsError, match=rf"Pairs.{where} holds a non-finite value .* at row 2"):
+        Pairs(**arrays)
+
+
+def test_pairs_of_unequal_shapes():
+    with pytest.raises(PairsError, match="differ in shape"):
+        Pairs(np.zeros((4, 2)), np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(PairsError, match=r"Pairs.context must have shape \(4, k\)"):
+        Pairs(np.zeros((3, 2)), np.zeros((4, 3)), np.zeros((4, 3)))
+
+
+# -------------------------------------------------------------------- fitting
+def test_pairs_of_another_decision_length(toy_model, toy_pairs, unchanged):
+    pref = add_component(toy_model)
+    short = Pairs(toy_pairs.context, toy_pairs.preferred[:, :5], toy_pairs.other[:, :5])
+    check = unchanged(toy_model)
+    with pytest.raises(PairsError, match="decisions of length 5; this component has 6 decisions"):
+        pref.fit(short, seed=0, **FAST_FIT)
+    check()
+    assert not pref.is_fitted
+
+
+def test_pairs_of_another_context_length(toy_model, toy_pairs):
+    pref = add_component(toy_model)
+    wide = Pairs(np.hstack([toy_pairs.context, toy_pairs.context]), toy_pairs.preferred, toy_pairs.other)
+    with pytest.raises(PairsError, match="contexts of length 4; this component has 2 context Params"):
+        pref.fit(wide, seed=0, **FAST_FIT)
+    assert not pref.is_fitted
+
+
+def test_fit_needs_pairs(toy_model):
+    pref = add_component(toy_model)
+    with pytest.raises(PairsError, match="fit needs a Pairs dataset"):
+        pref.fit({"preferred": []})
+
+
+def test_n_components_larger_than_the_data_allows(toy_model, toy_pairs, unchanged):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(LearningError, match=r"n_components=7 is larger than the data allows.*n_components <= 6"):
+        pref.fit(toy_pairs, n_components=7, seed=0, **FAST_FIT)
+    check()
+    assert not pref.is_fitted
+
+
+def test_n_components_limited_by_few_distinct_decisions(toy_model, toy_pairs):
+    pref = add_component(toy_model)
+    few = toy_pairs.subset(np.arange(2))  # at most 4 distinct decisions: 3 directions
+    with pytest.raises(LearningError, match="larger than the data allows"):
+        pref.fit(few, n_components=4, seed=0, **FAST_FIT)
+
+
+@pytest.mark.parametrize("n_components", [0, -2, 2.5, True])
+def test_n_components_not_a_positive_integer(toy_model, toy_pairs, n_components):
+    pref = add_component(toy_model)
+    with pytest.raises(LearningError, match="n_components must be a positive integer or None"):
+        pref.fit(toy_pairs, n_components=n_components, seed=0, **FAST_FIT)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"margin": 0.0}, "margin must be a positive number"),
+        ({"loss": "squared"}, "loss must be one of"),
+        ({"max_epochs": 0}, "max_epochs must be a positive integer"),
+        ({"validation_fraction": 1.0}, r"validation_fraction must lie in \[0, 1\)"),
+        ({"device": "no-such-device"}, "unknown torch device"),
+        ({"epochs": 3}, "unknown fit option"),
+    ],
+)
+def test_bad_fit_options(toy_model, toy_pairs, option, message):
+    pref = add_component(toy_model)
+    options = {"progress": False, "max_epochs": 5, **option}
+    with pytest.raises(LearningError, match=message):
+        pref.fit(toy_pairs, seed=0, **options)
+    assert not pref.is_fitted
+
+
+def test_too_few_or_identical_pairs(toy_model, toy_pairs):
+    pref = add_component(toy_model)
+    with pytest.raises(LearningError, match="at least 2 pairs"):
+        pref.fit(toy_pairs.subset(np.arange(1)), **FAST_FIT)
+    same = np.ones((5, 6))
+    with pytest.raises(LearningError, match="all decisions in the pairs are identical"):
+        pref.fit(Pairs(np.zeros((5, 2)), same, same), **FAST_FIT)
+
+
+def test_warm_start_before_fit(toy_model, toy_pairs):
+    pref = add_component(toy_model)
+    with pytest.raises(NotFittedError, match="warm_start=True needs an earlier fit"):
+        pref.fit(toy_pairs, warm_start=True, **FAST_FIT)
+    assert not pref.is_fitted
+
+
+# ------------------------------------------------------------------ activation
+def test_activate_before_fit(toy_model, unchanged):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(NotFittedError, match=r"no learned objective yet; call fit\(pairs\)"):
+        pref.activate(CONTEXT)
+    with pytest.raises(NotFittedError, match="no learned objective yet"):
+        pref.cost(CONTEXT)
+    with pytest.raises(NotFittedError, match="no learned objective yet"):
+        pref.save("never-written.npz")
+    check()
+
+
+@pytest.mark.parametrize("context", [(0.3,), (0.3, 0.7, 0.1), 0.3, [[0.3, 0.7], [0.1, 0.2]], (0.3, math.inf)])
+def test_context_of_the_wrong_size_at_activate(fitted_model, unchanged, context):
+    m = fitted_model
+    check = unchanged(m)
+    with pytest.raises(ContextError, match=r"pref: (a context is a sequence of 2 floats|context holds NaN or inf)"):
+        m.pref.activate(context)
+    check()
+    assert active_objective(m) is m.cost
+
+
+def test_context_of_the_wrong_size_while_active(fitted_model, unchanged):
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    check = unchanged(m)
+    with pytest.raises(ContextError, match="a context is a sequence of 2 floats"):
+        m.pref.activate((1.0, 2.0, 3.0))
+    check()  # still the learned objective at CONTEXT
+
+
+def test_no_active_objective_at_activate(fitted_model, unchanged):
+    m = fitted_model
+    m.cost.deactivate()
+    check = unchanged(m)
+    with pytest.raises(ModelError, match="has no active objective"):
+        m.pref.activate(CONTEXT)
+    check()
+
+
+def test_unknown_formulation_at_activate(fitted_model, unchanged):
+    check = unchanged(fitted_model)
+    with pytest.raises(ModelError, match="formulation must be one of"):
+        fitted_model.pref.activate(CONTEXT, formulation="sparse")
+    check()
+
+
+def test_failure_mid_activate_keeps_the_nominal(fitted_model, unchanged, monkeypatch):
+    m = fitted_model
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("solver-side failure while writing the objective")
+
+    monkeypatch.setattr(PreferenceObjectiveData, "_push", broken)
+    check = unchanged(m)
+    with pytest.raises(RuntimeError, match="while writing the objective"):
+        m.pref.activate(CONTEXT)
+    assert active_objective(m) is m.cost
+    check()
+    monkeypatch.undo()
+    m.pref.activate(CONTEXT)  # works once the failure is gone
+    assert active_objective(m) is m.pref.learned.objective
+
+
+def test_failure_mid_reactivate_brings_the_nominal_back(fitted_model, monkeypatch):
+    m = fitted_model
+    theta_before = [pyo.value(m.theta[k]) for k in range(2)]
+    m.pref.activate(CONTEXT)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(PreferenceObjectiveData, "_push", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        m.pref.activate((0.9, 0.1))
+    assert active_objective(m) is m.cost
+    assert [pyo.value(m.theta[k]) for k in range(2)] == theta_before
+
+
+# --------------------------------------------------------------------- classes
+@pytest.mark.parametrize(
+    "error, builtin",
+    [
+        (DecisionError, ValueError),
+        (ContextError, ValueError),
+        (ModelError, ValueError),
+        (OracleError, ValueError),
+        (PairsError, ValueError),
+        (LearningError, ValueError),
+        (SolverUnavailableError, RuntimeError),
+        (NoFeasibleCandidateError, RuntimeError),
+        (NotFittedError, RuntimeError),
+    ],
+)
+def test_error_classes(error, builtin):
+    assert issubclass(error, PreferenceObjectiveError)
+    assert issubclass(error, builtin)
