@@ -112,13 +112,14 @@ class ConsoleOracle:
             show(f"'{reply}' is not an answer: type A, B or ?")
 
 
-def draw_pairs(candidates, n_pairs, rng):
+def draw_pairs(candidates, n_pairs, rng, warn=True):
     """Draw distinct unordered candidate pairs of equal context, spread evenly.
 
     Args:
         candidates: the candidate set.
         n_pairs: number of pairs wanted.
         rng: numpy generator.
+        warn: log a warning when fewer than ``n_pairs`` pairs exist.
 
     Returns:
         array of shape ``(m, 2)`` of candidate indices, ``m <= n_pairs``
@@ -135,7 +136,7 @@ def draw_pairs(candidates, n_pairs, rng):
         )
     total = sum(len(p) for p in pools)
     if n_pairs >= total:
-        if n_pairs > total:
+        if n_pairs > total and warn:
             logger.warning("only %d distinct pairs exist; asking all of them", total)
         chosen = np.vstack(pools)
         return chosen[rng.permutation(len(chosen))]

@@ -1,0 +1,272 @@
+"""Asking what is worth asking: pair selection by ensemble disagreement.
+
+An :class:`EnsembleLearner` fits several :class:`PreferenceLearner` members,
+each on a bootstrap resample of the pairs with its own seed, all in the same
+PCA basis. For a candidate pair ``(A, B)`` at context ``x0`` member ``m``
+says ``P_m(A preferred) = sigmoid((f_m(B) - f_m(A)) / margin)``; the
+*disagreement* is the standard deviation of ``P_m`` over the members. The
+next questions are the pairs the members disagree on most (query by
+committee): answers there move the fit most, while pairs every member
+already orders alike teach little.
+
+:func:`ask_active` runs the loop with an oracle: a few random pairs first,
+then batches of the most disputed pairs, refitting (warm-started) after each
+batch. :class:`ActiveSelector` does the same for the web app: it picks each
+rater's next query from the open ones and refits in a background thread as
+answers arrive, never blocking a request.
+"""
+
+import logging
+import threading
+
+import numpy as np
+
+from .candidates import Candidates
+from .errors import LearningError, NotFittedError, PairsError
+from .learning import PreferenceLearner
+from .oracles import _normalize_answer, draw_pairs
+from .pairs import Pairs
+from .progress import progress_bar
+
+logger = logging.getLogger(__name__)
+
+
+class EnsembleLearner:
+    """Several preference learners on bootstrap resamples of the pairs.
+
+    Args:
+        n_members: ensemble size.
+        seed: members use seeds ``seed, seed + 1, ...``; also seeds the resamples.
+        bootstrap: resample the pairs with replacement for each member.
+        **learner_options: :class:`PreferenceLearner` hyperparameters.
+    """
+
+    def __init__(self, n_members=5, seed=0, bootstrap=True, **learner_options):
+        if isinstance(n_members, bool) or not isinstance(n_members, (int, np.integer)) or n_members < 2:
+            raise LearningError(f"n_members must be an integer >= 2; got {n_members!r}")
+        self.n_members = int(n_members)
+        self.seed = seed
+        self.bootstrap = bootstrap
+        self.learner_options = learner_options
+
+    def fit(self, pairs, decisions=None, warm_start=False):
+        """Fit every member and return ``self``.
+
+        Args:
+            pairs: :class:`Pairs`.
+            decisions: array ``(m, d)`` giving the shared PCA basis.
+            warm_start: start each member from its previous fit.
+        """
+        if warm_start and not hasattr(self, "members_"):
+            raise NotFittedError("warm_start=True needs an earlier fit of this ensemble")
+        rng = np.random.default_rng(self.seed)
+        options = dict(self.learner_options)
+        options.setdefault("progress", False)
+        base = self.members_[0] if warm_start else None
+        members = []
+        for k in range(self.n_members):
+            index = rng.integers(0, len(pairs), len(pairs)) if self.bootstrap else np.arange(len(pairs))
+            member = PreferenceLearner(seed=int(self.seed) + k, **options)
+            init = self.members_[k] if warm_start else base
+            if init is None:
+                member.fit(pairs.subset(index), decisions=decisions)
+                base = member  # later members share the first one's basis
+            else:
+                # Same basis as the first member; weights of its own last fit if any.
+                member.fit(pairs.subset(index), init=init)
+            members.append(member)
+        self.members_ = members
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "members_"):
+            raise NotFittedError("this EnsembleLearner is not fitted yet; call fit(pairs) first")
+
+    def probabilities(self, context, first, second):
+        """``P_m(first preferred)``, shape ``(n_members, n)``.
+
+        Args:
+            context: ``(n, k)``; first, second: ``(n, d)``.
+        """
+        self._check_fitted()
+        rows = []
+        for member in self.members_:
+            gap = member.predict_cost(context, second) - member.predict_cost(context, first)
+            rows.append(1.0 / (1.0 + np.exp(-np.clip(gap / member.margin, -50, 50))))
+        return np.array(rows)
+
+    def disagreement(self, context, first, second):
+        """Standard deviation over members of ``P(first preferred)``, shape ``(n,)``."""
+        return self.probabilities(context, first, second).std(axis=0)
+
+
+def candidate_pairs(candidates):
+    """Every unordered same-context pair of candidate indices, shape ``(m, 2)``."""
+    return draw_pairs(candidates, np.iinfo(np.int64).max, np.random.default_rng(0), warn=False)
+
+
+def most_disputed(ensemble, candidates, index_pairs, n):
+    """The ``n`` rows of ``index_pairs`` the ensemble disagrees on most."""
+    if len(index_pairs) == 0:
+        return index_pairs
+    score = ensemble.disagreement(
+        candidates.context[index_pairs[:, 0]],
+        candidates.u[index_pairs[:, 0]],
+        candidates.u[index_pairs[:, 1]],
+    )
+    order = np.argsort(-score, kind="stable")
+    return index_pairs[order[:n]]
+
+
+def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=5,
+               seed=None, progress=True, rater="", **learner_options):
+    """Ask ``oracle`` about ``n_pairs`` pairs, chosen where an ensemble disagrees.
+
+    Args:
+        candidates: :class:`Candidates`.
+        n_pairs: questions in all.
+        oracle: ``oracle(a, b) -> 0/'A', 1/'B' or None``.
+        initial: random questions first (default ``max(n_pairs // 8, 20)``).
+        batch: questions between refits (default ``max(n_pairs // 8, 10)``).
+        n_members: ensemble size.
+        seed: seed of the random start, the A/B order and the ensemble.
+        progress: show a progress bar.
+        rater: name stored with every answer.
+        **learner_options: :class:`PreferenceLearner` hyperparameters of the
+            ensemble members (e.g. ``max_epochs``).
+
+    Returns:
+        Pairs: the answered pairs, preferred first, in the order asked.
+    """
+    if not isinstance(candidates, Candidates):
+        raise PairsError(f"ask_active needs a Candidates set; got {type(candidates).__name__}")
+    n_pairs = int(n_pairs)
+    initial = max(n_pairs // 8, 20) if initial is None else int(initial)
+    batch = max(n_pairs // 8, 10) if batch is None else int(batch)
+    rng = np.random.default_rng(seed)
+    pool = candidate_pairs(candidates)
+    pool = pool[rng.permutation(len(pool))]
+    asked = np.zeros(len(pool), dtype=bool)
+    rows = []
+    ensemble = EnsembleLearner(n_members=n_members, seed=0 if seed is None else seed, **learner_options)
+    bar = progress_bar(total=min(n_pairs, len(pool)), enabled=progress, desc="asking (active)")
+
+    def put(positions):
+        for position in positions:
+            i, j = pool[position]
+            if rng.random() < 0.5:
+                i, j = j, i
+            asked[position] = True
+            answer = _normalize_answer(oracle(candidates[i], candidates[j]), oracle)
+            if answer is not None:
+                rows.append((i, j) if answer == 0 else (j, i))
+            bar.update(1)
+
+    def as_pairs():
+        index = np.array(rows)
+        return Pairs(
+            candidates.context[index[:, 0]], candidates.u[index[:, 0]],
+            candidates.u[index[:, 1]], np.full(len(index), str(rater)), candidates.names,
+        )
+
+    try:
+        put(range(min(initial, n_pairs, len(pool))))
+        fitted = False
+        while asked.sum() < min(n_pairs, len(pool)):
+            if len(rows) < 2:
+                put(np.flatnonzero(~asked)[:batch])
+                continue
+            ensemble.fit(as_pairs(), decisions=candidates.u, warm_start=fitted)
+            fitted = True
+            open_positions = np.flatnonzero(~asked)
+            take = min(batch, n_pairs - int(asked.sum()))
+            score = ensemble.disagreement(
+                candidates.context[pool[open_positions, 0]],
+                candidates.u[pool[open_positions, 0]],
+                candidates.u[pool[open_positions, 1]],
+            )
+            put(open_positions[np.argsort(-score, kind="stable")[:take]])
+    finally:
+        bar.close()
+    if not rows:
+        raise PairsError("the oracle could not tell any pair apart; no pairs to learn from")
+    return as_pairs()
+
+
+class ActiveSelector:
+    """A web-app selector: the open query the ensemble disagrees on most.
+
+    Until the first fit it behaves like the store's ``fewest_answers``.
+    Call :meth:`notify` after each stored answer (the web app does): every
+    ``refit_every`` answers a warm-started refit starts in a background
+    thread; requests keep using the last finished ensemble meanwhile.
+
+    Args:
+        store: the :class:`~pyomo_prefobj.store.PreferenceStore`.
+        session: the session (id or name) whose answers train the ensemble.
+        n_members: ensemble size.
+        refit_every: answers between refits.
+        min_pairs: answers needed before the first fit.
+        **learner_options: member hyperparameters (e.g. ``max_epochs``).
+    """
+
+    def __init__(self, store, session, n_members=3, refit_every=10, min_pairs=10, **learner_options):
+        self.store = store
+        self.session = session
+        self.n_members = n_members
+        self.refit_every = int(refit_every)
+        self.min_pairs = int(min_pairs)
+        self.learner_options = learner_options
+        self.ensemble = None
+        self.fits = 0
+        self._answers_since_fit = 0
+        self._lock = threading.Lock()
+        self._thread = None
+
+    def __call__(self, pool):
+        ensemble = self.ensemble
+        if ensemble is None or len(pool) == 0:
+            return int(np.lexsort((pool.position, pool.n_answers))[0]) if len(pool) else None
+        candidates = pool.candidates
+        score = ensemble.disagreement(
+            candidates.context[pool.first], candidates.u[pool.first], candidates.u[pool.second]
+        )
+        return int(np.argmax(score))
+
+    def notify(self, answer=None):
+        """Count one stored answer; start a background refit when due."""
+        with self._lock:
+            self._answers_since_fit += 1
+            due = self._answers_since_fit >= (self.refit_every if self.ensemble else self.min_pairs)
+            if not due or (self._thread is not None and self._thread.is_alive()):
+                return False
+            self._answers_since_fit = 0
+            self._thread = threading.Thread(target=self.refit, daemon=True)
+            self._thread.start()
+            return True
+
+    def refit(self):
+        """Refit the ensemble on every stored answer (runs in the background)."""
+        try:
+            pairs = self.store.export_pairs(self.session)
+            candidates = self.store.candidates(self.session)
+        except Exception as exc:  # no A/B answer yet, or the store is gone
+            logger.info("active selector: no refit (%s)", exc)
+            return
+        previous = self.ensemble
+        try:
+            ensemble = EnsembleLearner(n_members=self.n_members, **self.learner_options)
+            if previous is not None:
+                ensemble.members_ = previous.members_
+            ensemble.fit(pairs, decisions=candidates.u, warm_start=previous is not None)
+        except Exception as exc:
+            logger.warning("active selector: refit failed: %s", exc)
+            return
+        self.ensemble = ensemble  # one assignment: requests see old or new, never half
+        self.fits += 1
+
+    def wait(self, timeout=None):
+        """Wait for a running refit to finish (for tests and shutdown)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
