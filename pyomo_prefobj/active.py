@@ -10,10 +10,11 @@ committee): answers there move the fit most, while pairs every member
 already orders alike teach little.
 
 :func:`ask_active` runs the loop with an oracle: a few random pairs first,
-then batches of the most disputed pairs, refitting (warm-started) after each
-batch. :class:`ActiveSelector` does the same for the web app: it picks each
-rater's next query from the open ones and refits in a background thread as
-answers arrive, never blocking a request.
+then batches of the most disputed pairs (spread over the candidates: a
+batch uses each candidate once while it can), refitting (warm-started)
+after each batch. :class:`ActiveSelector` does the same for the web app: it
+picks each rater's next query from the open ones and refits in a background
+thread as answers arrive, never blocking a request.
 """
 
 import logging
@@ -62,18 +63,21 @@ class EnsembleLearner:
         rng = np.random.default_rng(self.seed)
         options = dict(self.learner_options)
         options.setdefault("progress", False)
-        base = self.members_[0] if warm_start else None
+        if decisions is None:
+            # Every member's PCA basis from the same decisions (not its
+            # resample's), so that all members share one basis.
+            decisions = np.vstack([pairs.preferred, pairs.other])
         members = []
         for k in range(self.n_members):
             index = rng.integers(0, len(pairs), len(pairs)) if self.bootstrap else np.arange(len(pairs))
             member = PreferenceLearner(seed=int(self.seed) + k, **options)
-            init = self.members_[k] if warm_start else base
-            if init is None:
-                member.fit(pairs.subset(index), decisions=decisions)
-                base = member  # later members share the first one's basis
+            if warm_start:
+                # Its own last fit's basis and weights as the start.
+                member.fit(pairs.subset(index), init=self.members_[k])
             else:
-                # Same basis as the first member; weights of its own last fit if any.
-                member.fit(pairs.subset(index), init=init)
+                # Fresh weights from the member's own seed: members that all
+                # started from one network's weights would barely disagree.
+                member.fit(pairs.subset(index), decisions=decisions)
             members.append(member)
         self.members_ = members
         return self
@@ -105,8 +109,33 @@ def candidate_pairs(candidates):
     return draw_pairs(candidates, np.iinfo(np.int64).max, np.random.default_rng(0), warn=False)
 
 
+def spread_batch(index_pairs, score, n):
+    """Positions of ``n`` high-``score`` rows of ``index_pairs``, spread over candidates.
+
+    Rows are taken by decreasing score, skipping a row that shares a
+    candidate with one already taken; if that leaves fewer than ``n``, the
+    skipped rows fill up in score order. Without the spreading, one
+    disputed candidate (say, an extreme decision) would appear in most of
+    a batch's pairs, asking nearly the same question again and again.
+    """
+    order = np.argsort(-np.asarray(score), kind="stable")
+    n = min(int(n), len(order))
+    used, taken, skipped = set(), [], []
+    for position in order:
+        i, j = (int(v) for v in index_pairs[position])
+        if i in used or j in used:
+            skipped.append(position)
+            continue
+        taken.append(position)
+        used.update((i, j))
+        if len(taken) == n:
+            break
+    taken += skipped[: n - len(taken)]
+    return np.array(taken, dtype=int)
+
+
 def most_disputed(ensemble, candidates, index_pairs, n):
-    """The ``n`` rows of ``index_pairs`` the ensemble disagrees on most."""
+    """``n`` rows of ``index_pairs`` the ensemble disagrees on most (see :func:`spread_batch`)."""
     if len(index_pairs) == 0:
         return index_pairs
     score = ensemble.disagreement(
@@ -114,8 +143,7 @@ def most_disputed(ensemble, candidates, index_pairs, n):
         candidates.u[index_pairs[:, 0]],
         candidates.u[index_pairs[:, 1]],
     )
-    order = np.argsort(-score, kind="stable")
-    return index_pairs[order[:n]]
+    return index_pairs[spread_batch(index_pairs, score, n)]
 
 
 def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=5,
@@ -185,7 +213,7 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
                 candidates.u[pool[open_positions, 0]],
                 candidates.u[pool[open_positions, 1]],
             )
-            put(open_positions[np.argsort(-score, kind="stable")[:take]])
+            put(open_positions[spread_batch(pool[open_positions], score, take)])
     finally:
         bar.close()
     if not rows:

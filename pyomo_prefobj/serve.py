@@ -14,6 +14,12 @@
     pairs = pyomo_prefobj.store.load_pairs("sqlite:///prefs.db", "cands")
     m.pref.fit(pairs)
 
+With ``--selector active`` each rater gets the open pair that an ensemble
+of learned objectives disagrees on most
+(:class:`~pyomo_prefobj.active.ActiveSelector`); the ensemble is refitted
+in a background thread every ``--refit-every`` answers, so a request never
+waits for a fit.
+
 The first run prints the owner's admin link and each new rater's personal
 link (each shown once: the database keeps only hashes of the tokens).
 Running again with the same ``--candidates`` reopens the same session.
@@ -35,6 +41,50 @@ from .store import SELECTORS, PreferenceStore, fingerprint
 logger = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+SELECTOR_CHOICES = list(SELECTORS) + ["active"]
+LOSSES = ("hinge", "logistic", "flip")  # as pyomo_prefobj.learning.LOSSES (no torch import here)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _members(text):
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"an ensemble needs at least 2 members; got {text!r}")
+    return value
+
+
+def build_selector(store, session, args, say=print):
+    """The selector that ``--selector`` names (an ``ActiveSelector`` for ``active``).
+
+    An active selector on a session that has enough answers already is
+    fitted to them before the server starts.
+    """
+    if args.selector != "active":
+        return args.selector
+    from .active import ActiveSelector  # torch only when asked for
+
+    selector = ActiveSelector(
+        store, session.id, n_members=args.members, refit_every=args.refit_every,
+        min_pairs=args.min_pairs, loss=args.loss, max_epochs=args.max_epochs,
+    )
+    stored = store.count_answers(session=session)
+    if stored >= args.min_pairs:
+        say(f"active selection: fitting {args.members} members to the {stored} stored answers ...")
+        selector.refit()
+    say(f"active selection: {args.members} members, refit every {args.refit_every} answers"
+        + ("" if selector.ensemble is not None else f" (first fit after {args.min_pairs})"))
+    return selector
 
 
 def build_parser():
@@ -93,9 +143,34 @@ def build_parser():
              "(old links stop working)",
     )
     parser.add_argument(
-        "--selector", choices=sorted(SELECTORS), default="in_order",
+        "--selector", choices=SELECTOR_CHOICES, default="in_order",
         help="how each rater's next pair is chosen (default in_order: every rater "
-             "follows the plan; fewest_answers: spread raters over the plan)",
+             "follows the plan; fewest_answers: spread raters over the plan; "
+             "active: the open pair an ensemble of learned objectives, refitted "
+             "in the background as answers arrive, disagrees on most; before "
+             "its first fit it acts as fewest_answers)",
+    )
+    active = parser.add_argument_group("active selection (--selector active)")
+    active.add_argument(
+        "--refit-every", type=_positive_int, default=10, metavar="N",
+        help="answers between background refits of the ensemble (default 10)",
+    )
+    active.add_argument(
+        "--members", type=_members, default=3, metavar="N",
+        help="ensemble size, at least 2 (default 3)",
+    )
+    active.add_argument(
+        "--min-pairs", type=_positive_int, default=10, metavar="N",
+        help="answers needed before the first fit (default 10)",
+    )
+    active.add_argument(
+        "--loss", choices=LOSSES, default="hinge",
+        help="ranking loss of the ensemble members (default hinge; flip also "
+             "learns each rater's flip rate, shown on the admin page)",
+    )
+    active.add_argument(
+        "--max-epochs", type=_positive_int, default=200, metavar="N",
+        help="epoch limit of each member's (re)fit (default 200)",
     )
     parser.add_argument(
         "--max-rows", type=int, default=40,
@@ -204,7 +279,8 @@ def main(argv=None, out=None):
         )
     from .webapp import create_app  # flask only when serving
 
-    app = create_app(store, selector=args.selector, max_rows=args.max_rows,
+    selector = build_selector(store, session, args, say)
+    app = create_app(store, selector=selector, max_rows=args.max_rows,
                      secure_cookies=args.secure_cookies)
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -31,6 +31,8 @@ open queries as arrays) and returning an index into it; :func:`in_order`
 (the default) and :func:`fewest_answers` are provided. Informative
 (active) selection plugs in here, and :meth:`PreferenceStore.add_queries`
 lets it extend the plan with pairs of its own choosing.
+:meth:`PreferenceStore.agreement` reports how often each rater agrees with
+the other raters' majority on shared queries.
 """
 
 import hashlib
@@ -313,6 +315,27 @@ class ContextProgress:
     n_queries: int
     answered: int
     cant_tell: int
+
+
+@dataclass(frozen=True)
+class RaterAgreement:
+    """How often one rater agrees with the others (see :meth:`PreferenceStore.agreement`).
+
+    Attributes:
+        name: the rater.
+        answered: the rater's A/B answers.
+        compared: those on a query where the *other* raters' A/B answers
+            have a strict majority (the consensus).
+        agreed: those among ``compared`` that match the consensus.
+        agreement: ``agreed / compared``, or ``None`` when nothing could be
+            compared yet.
+    """
+
+    name: str
+    answered: int
+    compared: int
+    agreed: int
+    agreement: float = None
 
 
 @dataclass(frozen=True)
@@ -1097,6 +1120,56 @@ class PreferenceStore:
             raters=tuple(rater_rows),
             contexts=tuple(context_rows),
         )
+
+    def agreement(self, session):
+        """Each rater's agreement with the consensus of the other raters.
+
+        For every A/B answer of a rater, the other raters' A/B answers to the
+        same query are counted; when one side has a strict majority, the
+        answer is *compared* and *agrees* if it picks that side (queries
+        the others have not answered, or answered in a tie, are left out).
+        Leaving the rater's own answer out of the majority keeps a
+        two-rater session meaningful. A reliable rater scores near 1, one
+        answering at random near 0.5, one answering against the others near
+        0 (once enough queries are shared: serve with the ``in_order``
+        selector, or plan overlap, to get shared queries).
+
+        Returns:
+            tuple of :class:`RaterAgreement`, one per rater, oldest first.
+        """
+        with self._sessionmaker() as db:
+            record = self._session_record(db, session)
+            rows = db.execute(
+                select(_AnswerRecord.query_id, _AnswerRecord.rater_id, _AnswerRecord.choice)
+                .join(_QueryRecord, _QueryRecord.id == _AnswerRecord.query_id)
+                .where(_QueryRecord.session_id == record.id, _AnswerRecord.choice != "cant_tell")
+            ).all()
+            raters = db.execute(
+                select(_RaterRecord.id, _RaterRecord.name)
+                .where(_RaterRecord.session_id == record.id)
+                .order_by(_RaterRecord.id)
+            ).all()
+        votes = {}  # query id -> [A count, B count]
+        for query_id, _, choice in rows:
+            votes.setdefault(query_id, [0, 0])[choice == "B"] += 1
+        counts = {rater_id: [0, 0, 0] for rater_id, _ in raters}  # answered, compared, agreed
+        for query_id, rater_id, choice in rows:
+            mine = int(choice == "B")
+            others = list(votes[query_id])
+            others[mine] -= 1
+            count = counts[rater_id]
+            count[0] += 1
+            if others[0] != others[1]:
+                count[1] += 1
+                count[2] += int((others[1] > others[0]) == bool(mine))
+        rows = []
+        for rater_id, name in raters:
+            answered, compared, agreed = counts[rater_id]
+            rows.append(RaterAgreement(
+                name=name, answered=answered, compared=compared, agreed=agreed,
+                agreement=agreed / compared if compared else None,
+            ))
+        return tuple(rows)
 
     def export_pairs(self, session, raters=None):
         """Return the session's answers as :class:`Pairs`, preferred first.

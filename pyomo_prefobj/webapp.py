@@ -20,9 +20,17 @@ JSON API (rater token from the cookie or ``Authorization: Bearer T``):
 * ``POST /api/answer``: ``query_id`` and ``choice`` (``A``, ``B`` or
   ``cant_tell``), as JSON or form fields.
 * ``GET /api/answers``: this rater's own answers (never anyone else's).
-* ``GET /api/admin/progress``, ``POST /api/admin/raters`` (``name``),
-  ``GET /admin/export.npz[?rater=NAME]``: admin token from the admin cookie
-  or ``Authorization: Bearer T``.
+* ``GET /api/admin/progress``, ``GET /api/admin/agreement``,
+  ``POST /api/admin/raters`` (``name``), ``GET /admin/export.npz[?rater=NAME]``:
+  admin token from the admin cookie or ``Authorization: Bearer T``.
+
+A selector with a ``notify(answer)`` method (such as
+:class:`~pyomo_prefobj.active.ActiveSelector`) is told of every stored
+answer right after it is committed; it must return quickly (the active
+selector starts its refits in a background thread), and an exception it
+raises is logged, never shown to the rater. An exception raised while a
+selector chooses is logged too, and that rater gets the open query with the
+fewest answers instead.
 
 Every error of the API is JSON ``{"error": code, "message": text}`` with a
 4xx status: 400 malformed input, 401 no token, 403 wrong token, 404 unknown
@@ -47,6 +55,7 @@ from .store import (
     StoreError,
     UnknownQueryError,
     UnknownSessionError,
+    fewest_answers,
 )
 
 logger = logging.getLogger(__name__)
@@ -106,6 +115,60 @@ def describe_query(query, context_names, max_rows=40, tolerance=1e-6):
     }
 
 
+FLIP_THRESHOLD = 0.3  # a learned flip rate above this flags a rater
+MIN_AGREEMENT = 0.6  # without flip rates: agreement below this flags a rater ...
+MIN_COMPARED = 10  # ... once this many of their answers could be compared
+
+
+def fitted_flip_rates(selector, session=None):
+    """Per-rater flip rates of the selector's last fit, or ``{}``.
+
+    An :class:`~pyomo_prefobj.active.ActiveSelector` whose members use the
+    ``"flip"`` loss learns a flip rate per rater at every refit; this
+    averages them over the ensemble members. Any other selector gives ``{}``,
+    and so does one fitted to another session than ``session`` (a
+    :class:`~pyomo_prefobj.store.SessionInfo`; rater names are only unique
+    within a session).
+    """
+    if session is not None and getattr(selector, "session", None) not in (session.id, session.name):
+        return {}
+    ensemble = getattr(selector, "ensemble", None)
+    members = getattr(ensemble, "members_", None) or ()
+    rates = [dict(getattr(member, "flip_rates_", None) or {}) for member in members]
+    rates = [r for r in rates if r]
+    names = sorted(set().union(*rates)) if rates else []
+    return {name: float(np.mean([r[name] for r in rates if name in r])) for name in names}
+
+
+def rater_agreement(store, session, selector=None, flip_threshold=FLIP_THRESHOLD,
+                    min_agreement=MIN_AGREEMENT, min_compared=MIN_COMPARED):
+    """Each rater's agreement with the consensus, as JSON-ready dicts.
+
+    Keys: ``name``, ``answered`` (A/B answers), ``compared``, ``agreed``,
+    ``agreement`` (see :meth:`PreferenceStore.agreement`), ``flip_rate``
+    (from the selector's last ``"flip"`` fit, else ``None``) and
+    ``disagrees``: the flip rate exceeds ``flip_threshold`` (as
+    ``PreferenceLearner.disagreeing_raters`` says), or, without a flip rate,
+    the agreement is below ``min_agreement`` on at least ``min_compared``
+    compared answers. (Agreement is noisier: with three reliable raters,
+    two answering at random and one against, a reliable rater agrees with
+    the others' majority about 75% of the time, a random one 50%.)
+    """
+    flips = fitted_flip_rates(selector, store.session(session))
+    rows = []
+    for row in store.agreement(session):
+        flip = flips.get(row.name)
+        if flip is not None:
+            disagrees = flip > flip_threshold
+        else:
+            disagrees = (row.compared >= min_compared and row.agreement is not None
+                         and row.agreement < min_agreement)
+        rows.append({"name": row.name, "answered": row.answered, "compared": row.compared,
+                     "agreed": row.agreed, "agreement": row.agreement,
+                     "flip_rate": flip, "disagrees": bool(disagrees)})
+    return rows
+
+
 def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies=False):
     """Build the Flask app on ``store``.
 
@@ -115,7 +178,10 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
         selector: chooses each rater's next query,
             ``selector(pool) -> index or None`` (see
             :mod:`pyomo_prefobj.store`), or the name of a built-in one
-            (``"in_order"``, default, or ``"fewest_answers"``).
+            (``"in_order"``, default, or ``"fewest_answers"``). If it has a
+            ``notify`` method, ``selector.notify(answer)`` is called after
+            each stored answer (an
+            :class:`~pyomo_prefobj.active.ActiveSelector` refits then).
         max_rows: most differing decision values shown per pair.
         tolerance: decision values closer than this count as equal.
         secure_cookies: mark cookies ``Secure`` (serve over HTTPS then).
@@ -135,6 +201,26 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
         selector = SELECTORS[name]
     if not callable(selector):
         raise StoreError(f"the selector must be callable; got {selector!r}")
+
+    def choose(pool):
+        # A failing selector (e.g. a model that does not fit this session)
+        # must not cost the rater the page: log it and spread the raters.
+        current = app.extensions["pyomo_prefobj"]["selector"]
+        try:
+            return current(pool)
+        except Exception:
+            logger.exception("selector %r failed; using fewest_answers instead", current)
+            return fewest_answers(pool)
+
+    def notify(answer):
+        current = app.extensions["pyomo_prefobj"]["selector"]
+        hook = getattr(current, "notify", None)
+        if not callable(hook):
+            return
+        try:
+            hook(answer)
+        except Exception:
+            logger.exception("selector %r: notify failed (the answer is stored)", current)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -264,7 +350,7 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
     def api_next():
         rater = current_rater()
         state = app.extensions["pyomo_prefobj"]
-        query = store.next_query(rater, state["selector"])
+        query = store.next_query(rater, choose)
         session = store.session(rater.session_id)
         described = None if query is None else describe_query(
             query, session.context_names, state["max_rows"], state["tolerance"]
@@ -287,6 +373,7 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
             raise _ApiError(400, "malformed", f"missing field(s) {missing}: send query_id "
                             "and choice (A, B or cant_tell)")
         answer = store.record_answer(rater, data["query_id"], data["choice"])
+        notify(answer)  # committed already; a failing hook is only logged
         return jsonify(
             ok=True,
             answer={"id": answer.id, "query_id": answer.query_id, "choice": answer.choice,
@@ -317,7 +404,10 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
             raise _ApiError(401, "not_authenticated", "open the admin link the owner was given")
         session = store.authenticate_admin(token)
         progress = store.progress(session)
-        return render_template("admin.html", progress=progress, session=progress.session)
+        agreement = rater_agreement(store, session, app.extensions["pyomo_prefobj"]["selector"])
+        return render_template("admin.html", progress=progress, session=progress.session,
+                               agreement=agreement, flip_threshold=FLIP_THRESHOLD,
+                               min_agreement=MIN_AGREEMENT, min_compared=MIN_COMPARED)
 
     @app.get("/api/admin/progress")
     def api_progress():
@@ -339,6 +429,14 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
                        "n_candidates": c.n_candidates, "n_queries": c.n_queries,
                        "answered": c.answered, "cant_tell": c.cant_tell}
                       for c in progress.contexts],
+        )
+
+    @app.get("/api/admin/agreement")
+    def api_agreement():
+        session = current_admin()
+        return jsonify(
+            flip_threshold=FLIP_THRESHOLD, min_agreement=MIN_AGREEMENT, min_compared=MIN_COMPARED,
+            raters=rater_agreement(store, session, app.extensions["pyomo_prefobj"]["selector"]),
         )
 
     @app.post("/api/admin/raters")

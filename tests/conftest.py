@@ -25,6 +25,9 @@ import pyomo.environ as pyo
 import pytest
 
 from pyomo_prefobj import PreferenceObjective, ScoreOracle
+from pyomo_prefobj.candidates import Candidates
+from pyomo_prefobj.oracles import draw_pairs
+from pyomo_prefobj.pairs import Pairs
 
 DECISION_NAMES = ("x[0]", "x[1]", "x[2]", "y[0]", "y[1]", "n")
 DEFAULT_CONTEXT = (0.5, 0.5)
@@ -35,6 +38,9 @@ FEASIBILITY_TOLERANCE = 1e-6
 SAMPLE_OPTIONS = {"bias_weight": 50.0, "bias_width": 1.0}
 # Few epochs keep fits well under a second on these pairs.
 FAST_FIT = {"max_epochs": 40, "progress": False}
+# The tiny model (below): learned in a fraction of a second per fit.
+TINY_FIT = {"max_epochs": 100, "hidden_layers": (8,), "validation_fraction": 0.0,
+            "progress": False}
 
 
 def build_toy_model(context=True):
@@ -251,3 +257,84 @@ def plain_pairs(plain_candidates, latent_user):
         return latent_user.cost(candidate.u, DEFAULT_CONTEXT)
 
     return pref.ask(plain_candidates, n_pairs=200, oracle=ScoreOracle(score), seed=0)
+
+
+# ----------------------------------------------------------------------
+# A tiny model for the active-selection and aggregation tests
+# ----------------------------------------------------------------------
+def build_tiny_model():
+    """Three continuous decisions, no context; sampled and learned in seconds.
+
+    ::
+
+        x[0..2] in [0, 4],   x0 + x1 + x2 >= 3,   min x0 + 2 x1 + 3 x2
+    """
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(3), bounds=(0, 4))
+    m.demand = pyo.Constraint(expr=sum(m.x.values()) >= 3)
+    m.cost = pyo.Objective(expr=m.x[0] + 2 * m.x[1] + 3 * m.x[2])
+    return m
+
+
+def add_tiny_component(m):
+    m.pref = PreferenceObjective(decisions=[m.x], progress=False)
+    return m.pref
+
+
+class TinyUser:
+    """Latent convex quadratic ``1/2 (u - t)' A (u - t)`` of the tiny model's decision."""
+
+    def __init__(self, seed=5):
+        root = np.random.default_rng(seed).normal(size=(3, 3))
+        self.A = root @ root.T / 3 + 0.3 * np.eye(3)
+        self.target = np.array([1.5, 1.0, 1.5])
+
+    def score(self, candidate):
+        error = np.asarray(candidate.u, dtype=float) - self.target
+        return 0.5 * error @ self.A @ error
+
+    def oracle(self, flip=0.0, seed=0):
+        return ScoreOracle(self.score, flip=flip, seed=seed)
+
+    def adversary(self):
+        """Always answers against the user."""
+        return ScoreOracle(lambda candidate: -self.score(candidate))
+
+
+def subset_candidates(candidates, mask):
+    return Candidates(candidates.u[mask], candidates.context[mask], candidates.nominal_cost[mask],
+                      candidates.group[mask], candidates.names)
+
+
+def all_clean_pairs(candidates, score):
+    """Every same-context pair of ``candidates``, labelled by ``score`` (lower preferred)."""
+    index = draw_pairs(candidates, np.iinfo(np.int64).max, np.random.default_rng(0), warn=False)
+    cost = np.array([score(candidate) for candidate in candidates])
+    a, b = index[:, 0], index[:, 1]
+    keep = np.abs(cost[a] - cost[b]) > 1e-9
+    a, b = a[keep], b[keep]
+    first = cost[a] < cost[b]
+    preferred, other = np.where(first, a, b), np.where(first, b, a)
+    return Pairs(candidates.context[preferred], candidates.u[preferred], candidates.u[other],
+                 None, candidates.names)
+
+
+@pytest.fixture(scope="session")
+def tiny_user():
+    return TinyUser()
+
+
+@pytest.fixture(scope="session")
+def tiny_candidates():
+    """About 70 distinct candidates of the tiny model (80 solves, seed 0)."""
+    m = build_tiny_model()
+    return add_tiny_component(m).sample(None, per_context=80, seed=0, **SAMPLE_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_candidates, tiny_user):
+    """Half the candidates to ask about, and every clean pair of the other half."""
+    index = np.arange(len(tiny_candidates))
+    pool = subset_candidates(tiny_candidates, index % 2 == 0)
+    held_out = subset_candidates(tiny_candidates, index % 2 == 1)
+    return pool, all_clean_pairs(held_out, tiny_user.score)

@@ -360,3 +360,29 @@ def test_progress_counts_per_rater_and_context(store, session, candidates):
     assert [per_group[g].answered for g in range(N_GROUPS)] == expected.tolist()
     assert all(per_group[g].n_queries == PAIRS_PER_GROUP for g in range(N_GROUPS))
     assert per_group[1].context == (0.5,)
+
+
+def test_agreement_with_the_other_raters_majority(store, session):
+    alice, bob, carol = (store.add_rater(session, name) for name in ("alice", "bob", "carol"))
+    q1, q2, q3, q4 = (store.next_query(alice, lambda pool, k=k: k) for k in range(4))
+    answers = [  # query, (alice, bob, carol); None: not answered
+        (q1, ("A", "A", "A")),
+        (q2, ("A", "A", "B")),
+        (q3, ("A", "B", None)),
+        (q4, ("cant_tell", "B", "B")),
+    ]
+    for query, choices in answers:
+        for rater, choice in zip((alice, bob, carol), choices):
+            if choice is not None:
+                store.record_answer(rater, query.id, choice)
+    rows = {row.name: row for row in store.agreement(session)}
+    # alice: q1 agrees (others A, A), q2 tie (A, B) left out, q3 disagrees (bob B);
+    # her "can't tell" on q4 is no A/B answer.
+    assert (rows["alice"].answered, rows["alice"].compared, rows["alice"].agreed) == (3, 2, 1)
+    assert rows["alice"].agreement == 0.5
+    # bob: q1 agrees, q2 tie (alice A, carol B), q3 disagrees (alice A), q4 agrees (carol B).
+    assert (rows["bob"].answered, rows["bob"].compared, rows["bob"].agreed) == (4, 3, 2)
+    # carol: q1 agrees, q2 disagrees (alice, bob say A), q4 agrees (bob B).
+    assert (rows["carol"].answered, rows["carol"].compared, rows["carol"].agreed) == (3, 3, 2)
+    other = store.create_session(make_candidates(seed=3), "other")
+    assert store.agreement(other) == ()
