@@ -1,0 +1,168 @@
+"""Command line of the COVID-19 experiment: ``python -m examples.covid19``.
+
+Without options it runs one small configuration (448 pairs, 10% flipped,
+one seed) and prints the table in the paper's layout; ``--sweep`` runs the
+paper's full grid. See ``examples/covid19/README.md``.
+"""
+
+import argparse
+import logging
+import sys
+
+from examples.covid19 import experiment
+
+
+def _fit_option(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.covid19",
+        description=(
+            "Learn the simulated user's objective from pairwise preferences and "
+            "count the evaluation contexts where it beats the nominal decision "
+            "(the paper's Table 1 and Figure 2)."
+        ),
+    )
+    grid = parser.add_argument_group("configurations")
+    grid.add_argument("--pairs", type=int, nargs="+", default=None, metavar="N",
+                      help="pair counts (default 448; sweep: 448 896 1344)")
+    grid.add_argument("--flip", type=float, nargs="+", default=None, metavar="F",
+                      help="fractions of flipped labels in [0, 1) (default 0.1; "
+                           "sweep: 0 0.1 0.2 0.3)")
+    grid.add_argument("--seeds", type=int, default=None, metavar="K",
+                      help="number of seeds, run as 0..K-1 (default 1; sweep: 7)")
+    grid.add_argument("--first-seed", type=int, default=0, metavar="S",
+                      help="first seed (default 0)")
+    grid.add_argument("--sweep", action="store_true",
+                      help="the paper's grid: pairs {448, 896, 1344} x flipped "
+                           "{0, 10, 20, 30}%%, 7 seeds (--pairs/--flip/--seeds override)")
+    protocol = parser.add_argument_group("protocol")
+    protocol.add_argument("--train-contexts", type=int, default=26, metavar="M",
+                          help="training contexts evenly spaced in [0, 1] (default 26)")
+    protocol.add_argument("--eval-contexts", type=int, default=52, metavar="M",
+                          help="evaluation contexts evenly spaced in [0, 1] (default 52)")
+    protocol.add_argument("--per-context", type=int, default=None, metavar="K",
+                          help="candidates sampled per training context (default: "
+                               "enough distinct pairs for the largest --pairs, "
+                               "times --pair-coverage)")
+    protocol.add_argument("--pair-coverage", type=float, default=None, metavar="C",
+                          help="distinct pairs available per pair asked when "
+                               "--per-context is not given (default 1; sweep: 2)")
+    protocol.add_argument("--bias-weight", type=float, default=1000.0, metavar="LAMBDA",
+                          help="weight of the random bias in the sampling solves (default 1000)")
+    protocol.add_argument("--bias-width", type=float, default=1.0, metavar="W",
+                          help="half-width of the random bias targets, relative to "
+                               "each decision's scale (default 1)")
+    learning = parser.add_argument_group("learning")
+    learning.add_argument("--loss", default="hinge",
+                          help="ranking loss of fit: hinge (the paper's), logistic, flip")
+    learning.add_argument("--min-epochs", type=int, default=0, metavar="E",
+                          help="epochs before early stopping may act (default 0)")
+    learning.add_argument("--max-epochs", type=int, default=500, metavar="E",
+                          help="epoch limit (default 500)")
+    learning.add_argument("--components", type=int, default=30, metavar="R",
+                          help="PCA coordinates of the learned objective (default 30)")
+    learning.add_argument("--fit-option", action="append", default=[], metavar="KEY=VALUE",
+                          type=_fit_option,
+                          help="another PreferenceLearner hyperparameter, e.g. l2=0.01 "
+                               "(repeatable; VALUE read as int, float or string)")
+    solving = parser.add_argument_group("solving and baselines")
+    solving.add_argument("--gap", type=float, default=None, metavar="G",
+                         help="SCIP relative gap of the evaluation solves (default: "
+                              "SCIP's own, 0)")
+    solving.add_argument("--time-limit", type=float, default=120.0, metavar="S",
+                         help="SCIP seconds per evaluation solve (default 120)")
+    solving.add_argument("--baselines", action="store_true",
+                         help="also the one-swap baseline and the captured gain "
+                              "(solves phi_best per evaluation context once, cached "
+                              "in --results-dir)")
+    solving.add_argument("--best-time-limit", type=float, default=60.0, metavar="S",
+                         help="SCIP seconds per phi_best solve (default 60)")
+    solving.add_argument("--results-dir", default=experiment.DEFAULT_RESULTS_DIR,
+                         metavar="DIR", help="folder of the phi_best cache "
+                                             "(default results/covid19)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--n-jobs", type=int, default=2, metavar="J",
+                        help="worker processes (default 2; 1: no workers; -1: all "
+                             "cores); the numbers do not depend on it")
+    output.add_argument("--json", metavar="PATH", help="write every number to PATH")
+    output.add_argument("--figure", metavar="PATH",
+                        help="write Figure 2 (dR and dJ per context) as a PNG")
+    output.add_argument("--no-progress", action="store_true", help="no progress bars")
+    output.add_argument("--verbose", action="store_true", help="log at INFO level")
+    return parser
+
+
+def settings_from_args(args):
+    """:class:`~examples.covid19.experiment.ExperimentSettings` of parsed args."""
+    sweep = args.sweep
+    pairs = args.pairs or (experiment.SWEEP_PAIRS if sweep else (448,))
+    flips = args.flip or (experiment.SWEEP_FLIPS if sweep else (0.1,))
+    n_seeds = args.seeds or (experiment.SWEEP_SEEDS if sweep else 1)
+    coverage = args.pair_coverage or (2.0 if sweep else 1.0)
+    return experiment.ExperimentSettings(
+        pairs=tuple(pairs),
+        flips=tuple(flips),
+        seeds=tuple(range(args.first_seed, args.first_seed + n_seeds)),
+        train_contexts=args.train_contexts,
+        eval_contexts=args.eval_contexts,
+        per_context=args.per_context,
+        pair_coverage=coverage,
+        bias_weight=args.bias_weight,
+        bias_width=args.bias_width,
+        n_components=args.components,
+        loss=args.loss,
+        min_epochs=args.min_epochs,
+        max_epochs=args.max_epochs,
+        fit_options=dict(args.fit_option),
+        solve_gap=args.gap,
+        solve_time_limit=args.time_limit,
+        baselines=args.baselines,
+        best_time_limit=args.best_time_limit,
+        results_dir=args.results_dir,
+        n_jobs=args.n_jobs,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv=None):
+    """Run the experiment from the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"python -m examples.covid19: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{len(settings.cells)} configuration(s) x {len(settings.seeds)} seed(s); "
+        f"{settings.train_contexts} training contexts x {settings.candidates_per_context} "
+        f"candidates, {settings.eval_contexts} evaluation contexts, n_jobs={settings.n_jobs}",
+        flush=True,
+    )
+    result = experiment.run_experiment(settings)
+    print(experiment.format_table(result))
+    if args.json:
+        experiment.save_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.figure:
+        experiment.plot_figure(result, args.figure)
+        print(f"wrote {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Tests of the COVID-19 experiment (examples/covid19/experiment.py, CLI).
+
+The default run has one small configuration end to end through the command
+line (a few contexts, 100 pairs); the runs that take minutes are marked
+``slow`` (``python -m pytest -m slow``).
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from examples.covid19 import experiment
+from examples.covid19.__main__ import main
+
+# One small configuration: 5 training contexts x 7 candidates (21 distinct
+# pairs each, 105 in all), 100 exact labels, 4 evaluation contexts.
+SMALL_ARGS = [
+    "--train-contexts", "5",
+    "--per-context", "7",
+    "--pairs", "100",
+    "--flip", "0",
+    "--eval-contexts", "4",
+    "--components", "10",
+    "--max-epochs", "200",
+    "--fit-option", "l2=0.01",
+    "--n-jobs", "1",
+    "--no-progress",
+]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """The small configuration through the CLI, with baselines, JSON and figure."""
+    folder = tmp_path_factory.mktemp("covid19")
+    json_path, figure_path = folder / "run.json", folder / "figure.png"
+    args = SMALL_ARGS + [
+        "--baselines", "--results-dir", str(folder / "results"),
+        "--json", str(json_path), "--figure", str(figure_path),
+    ]
+    assert main(args) == 0
+    with open(json_path) as handle:
+        return {"json": json.load(handle), "figure": figure_path, "folder": folder}
+
+
+def test_small_configuration_wins_more_often_than_chance(small_run):
+    data = small_run["json"]
+    (cell,) = data["cells"]
+    (run,) = cell["seeds"]
+    chance_wins = data["baselines"]["chance_expected_wins"]
+    assert 0.0 < data["baselines"]["chance_rate"] < 1.0
+    assert run["wins"] > chance_wins
+    assert run["wins"] == cell["wins_per_seed"]["0"] == cell["mean_wins"]
+    # Wins recounted from the per-context composite costs.
+    nominal = np.array(cell["nominal"]["phi"])
+    surrogate = np.array(run["surrogate"]["phi"])
+    assert run["wins"] == int(np.sum(surrogate < nominal))
+    # A win means better for the user; the captured gain must agree.
+    gain = np.array(run["captured_gain"], dtype=float)
+    assert np.all((gain > 0) == (surrogate < nominal))
+    assert cell["captured_gain"]["worst"] == pytest.approx(gain.min())
+    assert cell["captured_gain"]["mean"] == pytest.approx(gain.mean())
+
+
+def test_small_run_json_layout(small_run):
+    data = small_run["json"]
+    n_eval = data["settings"]["eval_contexts"]
+    assert data["candidates_per_context"] == 7
+    assert set(data["stage_seconds"]) == {"nominal", "best", "sampling", "fitting", "solving"}
+    (cell,) = data["cells"]
+    assert (cell["pairs"], cell["flip"], cell["paper_wins"]) == (100, 0.0, None)
+    (run,) = cell["seeds"]
+    assert run["n_answered"] == 100
+    assert set(run["seconds"]) == {"ask", "fit", "solve"}
+    for solutions in (data["nominal"], run["surrogate"], data["baselines"]["one_swap"]):
+        assert solutions["x0"] == pytest.approx(np.linspace(0, 1, n_eval).tolist())
+        for key in ("phi", "acceptability", "nominal_cost", "seconds", "scip_seconds"):
+            assert len(solutions[key]) == n_eval
+        # phi = R + J / J* (the composite of examples/covid19/user.py)
+        phi = np.array(solutions["acceptability"]) + np.array(
+            solutions["nominal_cost"]
+        ) / experiment.NOMINAL_OPTIMUM
+        np.testing.assert_allclose(solutions["phi"], phi, rtol=1e-12)
+    # The nominal decision is the cost-optimal one at every context.
+    np.testing.assert_allclose(
+        data["nominal"]["nominal_cost"], experiment.NOMINAL_OPTIMUM, rtol=1e-6
+    )
+    assert data["baselines"]["one_swap_wins"] == int(
+        np.sum(np.array(data["baselines"]["one_swap"]["phi"]) < np.array(data["nominal"]["phi"]))
+    )
+
+
+def test_small_run_phi_best_is_a_lower_bound_and_cached(small_run):
+    data = small_run["json"]
+    best = np.array(data["baselines"]["best"]["phi"])
+    for solutions in (data["nominal"], data["cells"][0]["seeds"][0]["surrogate"]):
+        assert np.all(best <= np.array(solutions["phi"]) + 1e-6)
+    with open(small_run["folder"] / "results" / "phi_best.json") as handle:
+        cache = json.load(handle)["contexts"]
+    assert len(cache) == data["settings"]["eval_contexts"]
+
+
+def test_small_run_figure_is_a_png(small_run):
+    with open(small_run["figure"], "rb") as handle:
+        assert handle.read(8) == PNG_SIGNATURE
+
+
+def test_candidates_per_context_gives_enough_distinct_pairs():
+    assert experiment.candidates_per_context(448, 26) == 7  # 21 >= 18 pairs each
+    assert experiment.candidates_per_context(1344, 26, coverage=2.0) == 15  # 105 >= 104
+    assert experiment.candidates_per_context(2, 26) == 3
+    for pairs in (10, 448, 896, 1344, 5000):
+        k = experiment.candidates_per_context(pairs, 26)
+        assert 26 * k * (k - 1) // 2 >= pairs
+
+
+def test_context_seeds_are_reproducible_and_distinct():
+    seeds = {experiment.context_seed(s, i) for s in range(7) for i in range(26)}
+    assert len(seeds) == 7 * 26
+    assert experiment.context_seed(3, 5) == experiment.context_seed(3, 5)
+
+
+def test_captured_gain():
+    gain = experiment.captured_gain([10.0, 10.0, 10.0, 4.0], [4.0, 10.0, 12.0, 3.0], [4.0] * 4)
+    np.testing.assert_allclose(gain[:3], [1.0, 0.0, -1.0 / 3.0])
+    assert math.isnan(gain[3])  # nothing beats the nominal: no room to capture
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match=r"flips must lie in \[0, 1\)"):
+        experiment.ExperimentSettings(flips=(1.0,))
+    with pytest.raises(ValueError, match="repeats a seed"):
+        experiment.ExperimentSettings(seeds=(0, 0))
+    with pytest.raises(ValueError, match="per_context must be >= 2"):
+        experiment.ExperimentSettings(per_context=1)
+    settings = experiment.ExperimentSettings(pairs=(448, 896), flips=(0, 0.3))
+    assert settings.cells == [(448, 0.0), (448, 0.3), (896, 0.0), (896, 0.3)]
+    assert settings.candidates_per_context == 9  # 896 pairs: 35 each, 36 distinct
+
+
+def test_the_nominal_model_does_not_depend_on_the_context():
+    # Why one nominal solve serves every context (see nominal_solutions).
+    assert not experiment.nominal_depends_on_context()
+
+
+@pytest.mark.slow
+def test_parallel_run_equals_serial_run():
+    settings = dict(
+        pairs=(60,), flips=(0.0, 0.2), seeds=(0, 1), train_contexts=4, per_context=6,
+        eval_contexts=3, n_components=8, max_epochs=60, progress=False,
+    )
+    serial = experiment.run_experiment(experiment.ExperimentSettings(n_jobs=1, **settings))
+    parallel = experiment.run_experiment(experiment.ExperimentSettings(n_jobs=2, **settings))
+    assert serial.chance == parallel.chance
+    for a, b in zip(serial.cells, parallel.cells):
+        assert a.wins == b.wins
+        for run_a, run_b in zip(a.runs, b.runs):
+            assert run_a.fit == run_b.fit
+            np.testing.assert_array_equal(run_a.surrogate.phi, run_b.surrogate.phi)
+
+
+@pytest.mark.slow
+def test_default_command_line(capsys):
+    assert main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "(50.571)" in out and "Wins per seed" in out
