@@ -164,6 +164,8 @@ class PreferenceObjectiveData(BlockData):
         self._learner = learner
         self._links = {"nominal": None}  # a dict: Pyomo would adopt a bare component attribute
         self._saved_context = None
+        self._trust_region = None
+        self._tie_break = None
         
     # ------------------------------------------------------------------
     # Basic properties
@@ -470,7 +472,9 @@ class PreferenceObjectiveData(BlockData):
         )
         self._learner = learner
         if self._is_learned_active():
-            self.activate(self.context_values())
+            self.activate(
+                self.context_values(), trust_region=self._trust_region, tie_break=self._tie_break
+            )
         return learner.report_
 
     # ------------------------------------------------------------------
@@ -490,12 +494,32 @@ class PreferenceObjectiveData(BlockData):
         learned = self.component("learned")
         return learned is not None and learned.active and self.active
 
-    def activate(self, context=None, formulation=None):
+    def activate(self, context=None, formulation=None, trust_region=None, tie_break=None):
         """Make the learned objective at ``context`` the model's objective.
 
         The nominal objective is deactivated and remembered; the context
         Params take the values of ``context`` (``None``: their current
         values). Calling it again changes the context.
+
+        Args:
+            context: context values, length ``k`` (``None``: current values).
+            formulation: ``"compact"`` or ``"dense"`` (default: the
+                component's).
+            trust_region: keep the PCA coordinates ``z = P (u - mu)`` of the
+                solution within the range of the decisions the objective was
+                fitted on, widened by this fraction of that range on each
+                side; ``None`` (the paper's setting, default) leaves ``z``
+                free. The learned quadratic is only meaningful where it saw
+                data: unbounded, the solver may extrapolate along a direction
+                of small curvature to decisions no one was asked about.
+            tie_break: add ``tie_break * J(u) / |J(mu)|`` to the learned
+                objective (``J`` the nominal objective, ``mu`` the mean
+                fitted decision); ``None`` (default, the paper's) adds
+                nothing. The learned cost is flat off the PCA span of the
+                sampled decisions, so there the solver's choice is
+                arbitrary; a small weight (e.g. 1e-3) lets the nominal
+                objective decide those directions without overriding any
+                learned preference.
 
         Raises:
             NotFittedError: before ``fit``.
@@ -509,6 +533,14 @@ class PreferenceObjectiveData(BlockData):
         formulation = self._formulation if formulation is None else formulation
         if formulation not in FORMULATIONS:
             raise ModelError(f"{self.name}: formulation must be one of {FORMULATIONS}; got {formulation!r}")
+        if trust_region is not None and (
+            isinstance(trust_region, bool) or not np.isfinite(trust_region) or trust_region < 0
+        ):
+            raise ModelError(f"{self.name}: trust_region must be a number >= 0 or None; got {trust_region!r}")
+        if tie_break is not None and (
+            isinstance(tie_break, bool) or not np.isfinite(tie_break) or tie_break < 0
+        ):
+            raise ModelError(f"{self.name}: tie_break must be a number >= 0 or None; got {tie_break!r}")
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
         factor, linear = self._learner.compressed(values.reshape(1, -1))
@@ -518,6 +550,10 @@ class PreferenceObjectiveData(BlockData):
                 self.del_component("learned")
             self.learned = pyo.Block()
             self._push(formulation, factor[0], linear[0], values)
+            if trust_region is not None:
+                self._bound_coordinates(float(trust_region))
+            if tie_break:
+                self._add_tie_break(nominal, float(tie_break))
             self._set_context(values)
             super().activate()
             nominal.deactivate()
@@ -532,6 +568,8 @@ class PreferenceObjectiveData(BlockData):
         self._links["nominal"] = nominal
         self._saved_context = saved_context
         self._formulation = formulation
+        self._trust_region = trust_region
+        self._tie_break = tie_break
 
     def deactivate(self):
         """Bring the nominal objective back and switch the learned one off.
@@ -545,6 +583,46 @@ class PreferenceObjectiveData(BlockData):
             self._links["nominal"] = None
         super().deactivate()
 
+    def _add_coordinates(self, block):
+        """Add ``z = P (u - mu)`` (``r`` variables and equalities) to ``block``."""
+        learner, u = self._learner, self._variables()
+        projection = learner.projection_
+        shift = projection @ learner.mean_
+        block.z = pyo.Var(range(len(projection)))
+        block.z_definition = pyo.Constraint(
+            range(len(projection)),
+            rule=lambda b, j: b.z[j]
+            == sum(float(projection[j, i]) * u[i] for i in range(len(u)) if projection[j, i] != 0.0)
+            - float(shift[j]),
+        )
+
+    def _add_tie_break(self, nominal, weight):
+        """Add ``weight * J / |J(mu)|`` to the learned objective."""
+        variables = self._variables()
+        saved = [v.value for v in variables]
+        try:
+            for var, value in zip(variables, self._learner.mean_):
+                var.set_value(float(value), skip_validation=True)
+            scale = abs(pyo.value(nominal.expr, exception=False) or 0.0) or 1.0
+        finally:
+            for var, value in zip(variables, saved):
+                var.set_value(value, skip_validation=True)
+        sign = 1.0 if nominal.sense == pyo.minimize else -1.0
+        objective = self.learned.objective
+        objective.set_value(objective.expr + (sign * weight / scale) * nominal.expr)
+
+    def _bound_coordinates(self, widen):
+        """Bound ``z = P (u - mu)`` to the fitted decisions' range, widened."""
+        block, learner = self.learned, self._learner
+        low, high = learner.z_range_
+        span = high - low
+        low, high = low - widen * span, high + widen * span
+        if block.component("z") is None:  # dense: add the coordinates for the bound
+            self._add_coordinates(block)
+        for j in range(len(low)):
+            block.z[j].setlb(float(low[j]))
+            block.z[j].setub(float(high[j]))
+
     def _push(self, formulation, factor, linear, context):
         """Write the learned objective at one context into ``self.learned``.
 
@@ -555,19 +633,11 @@ class PreferenceObjectiveData(BlockData):
         block, learner, u = self.learned, self._learner, self._variables()
         d = self.n_decisions
         if formulation == "compact":
-            projection = learner.projection_
-            shift = projection @ learner.mean_
             r = len(linear)
             largest = float(np.abs(factor).max())
             c = 1.0 / largest if largest > 0 else 1.0
             scaled = c * factor
-            block.z = pyo.Var(range(r))
-            block.z_definition = pyo.Constraint(
-                range(r),
-                rule=lambda b, j: b.z[j]
-                == sum(float(projection[j, i]) * u[i] for i in range(d) if projection[j, i] != 0.0)
-                - float(shift[j]),
-            )
+            self._add_coordinates(block)
             block.w = pyo.Var(range(r))
             block.w_definition = pyo.Constraint(
                 range(r),

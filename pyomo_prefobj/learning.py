@@ -260,6 +260,9 @@ class PreferenceLearner:
         self.projection_ = directions[:r] / std[:r, None]
         total = float(np.sum(std ** 2))
         self.explained_variance_ = float(np.sum(std[:r] ** 2) / total)
+        # Where the fitted decisions lie in PCA coordinates (the trust region).
+        compressed = (decisions - mean) @ self.projection_.T
+        self.z_range_ = np.vstack([compressed.min(axis=0), compressed.max(axis=0)])
 
     def _context_inputs(self, context):
         # Width from the fit, not -1: an empty split (no validation pairs) has size 0.
@@ -362,7 +365,7 @@ class PreferenceLearner:
             )
         if tuple(init.hidden_layers) != tuple(self.hidden_layers):
             raise LearningError("init has other hidden_layers; warm start needs the same network")
-        for name in ("n_components_", "mean_", "projection_", "explained_variance_",
+        for name in ("n_components_", "mean_", "projection_", "explained_variance_", "z_range_",
                      "n_decisions_", "n_context_", "context_mean_", "context_scale_"):
             setattr(self, name, getattr(init, name))
 
@@ -513,6 +516,7 @@ class PreferenceLearner:
             "context_mean": self.context_mean_,
             "context_scale": self.context_scale_,
             "explained_variance": np.array(self.explained_variance_),
+            "z_range": self.z_range_,
             "n_context": np.array(self.n_context_),
             "raters": np.array(list(self.flip_rates_), dtype=str),
             "flip_rates": np.array(list(self.flip_rates_.values()), dtype=float),
@@ -530,6 +534,7 @@ class PreferenceLearner:
         learner.context_mean_ = np.asarray(arrays["context_mean"], dtype=float)
         learner.context_scale_ = np.asarray(arrays["context_scale"], dtype=float)
         learner.explained_variance_ = float(arrays["explained_variance"])
+        learner.z_range_ = np.asarray(arrays["z_range"], dtype=float)
         learner.n_context_ = int(arrays["n_context"])
         learner.flip_rates_ = dict(
             zip(np.asarray(arrays["raters"]).tolist(), np.asarray(arrays["flip_rates"]).tolist())

@@ -308,3 +308,61 @@ def test_one_context_param_takes_a_flat_list_of_contexts(toy_model):
     assert cands.context.shape == (len(cands), 1)
     assert set(cands.context[:, 0]) == {0.2, 0.8}
 
+
+
+@pytest.mark.parametrize("formulation", ["compact", "dense"])
+def test_trust_region_keeps_solution_in_fitted_range(fitted_model, formulation):
+    m = fitted_model
+    learner = m.pref.learner
+    m.pref.activate(CONTEXT, formulation=formulation, trust_region=0.0)
+    solve(m, "scip_direct")
+    z = learner.projection_ @ (m.pref.decision_values() - learner.mean_)
+    low, high = learner.z_range_
+    # 1e-6: SCIP's feasibility tolerance on the z definitions and bounds.
+    assert np.all(z >= low - 1e-6) and np.all(z <= high + 1e-6)
+    bounded = pyo.value(active_objective(m))
+    m.pref.activate(CONTEXT, formulation=formulation)
+    solve(m, "scip_direct")
+    # The box only removes decisions: the free optimum is never worse.
+    assert pyo.value(active_objective(m)) <= bounded + 1e-6
+
+
+def test_tie_break_adds_the_scaled_nominal_cost(fitted_model):
+    m = fitted_model
+    nominal = m.cost
+    m.pref.activate(CONTEXT, tie_break=0.5)
+    solve(m)
+    u = m.pref.decision_values()
+    learned = m.pref.cost(CONTEXT).value(u)
+    total = pyo.value(active_objective(m))
+    extra = total - learned
+    assert extra != pytest.approx(0.0, abs=1e-9)
+    # extra = 0.5 * J(u) / |J(mu)|: its ratio to J(u) is the same at any u.
+    assert extra / pyo.value(nominal.expr) == pytest.approx(
+        0.5 / abs(_nominal_at(m, m.pref.learner.mean_)), rel=1e-6
+    )
+    m.pref.deactivate()
+    assert nominal.active
+
+
+def _nominal_at(m, u):
+    variables = [m.pref.decision[i] for i in range(m.pref.n_decisions)]
+    saved = [v.value for v in variables]
+    for var, value in zip(variables, u):
+        var.set_value(float(value), skip_validation=True)
+    result = pyo.value(m.cost.expr)
+    for var, value in zip(variables, saved):
+        var.set_value(value, skip_validation=True)
+    return result
+
+
+@pytest.mark.parametrize("option", ["trust_region", "tie_break"])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), True])
+def test_bad_activation_option_leaves_model_unchanged(fitted_model, option, bad):
+    from pyomo_prefobj import ModelError
+
+    m = fitted_model
+    before = snapshot(m)
+    with pytest.raises(ModelError, match=option):
+        m.pref.activate(CONTEXT, **{option: bad})
+    assert snapshot(m) == before

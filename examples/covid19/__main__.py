@@ -76,6 +76,14 @@ def _parser():
                           type=_fit_option,
                           help="another PreferenceLearner hyperparameter, e.g. l2=0.01 "
                                "(repeatable; VALUE read as int, float or string)")
+    learning.add_argument("--trust-region", type=float, default=None, metavar="T",
+                          help="keep the surrogate's solution within the PCA range of the "
+                               "sampled decisions, widened by T of that range per side "
+                               "(default: unbounded, the paper's)")
+    learning.add_argument("--tie-break", type=float, default=None, metavar="EPS",
+                          help="add EPS * J / |J(mu)| to the learned objective so the nominal "
+                               "cost decides directions the preferences leave flat "
+                               "(default: none, the paper's)")
     solving = parser.add_argument_group("solving and baselines")
     solving.add_argument("--gap", type=float, default=None, metavar="G",
                          help="SCIP relative gap of the evaluation solves (default: "
@@ -125,6 +133,8 @@ def settings_from_args(args):
         min_epochs=args.min_epochs,
         max_epochs=args.max_epochs,
         fit_options=dict(args.fit_option),
+        trust_region=args.trust_region,
+        tie_break=args.tie_break,
         solve_gap=args.gap,
         solve_time_limit=args.time_limit,
         baselines=args.baselines,

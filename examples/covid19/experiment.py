@@ -126,6 +126,10 @@ class ExperimentSettings:
         max_epochs: epoch limit of the learner.
         fit_options: further ``PreferenceLearner`` hyperparameters passed to
             ``fit`` (e.g. ``{"l2": 1e-2}``).
+        trust_region: ``activate``'s trust region (``None``: the paper's
+            unbounded reintegration).
+        tie_break: ``activate``'s weight of the nominal cost as a tie-breaker
+            (``None``: the paper's, none).
         solve_gap: SCIP relative gap of the nominal, surrogate and one-swap
             solves (``None``: SCIP's default).
         solve_time_limit: seconds per evaluation solve.
@@ -153,6 +157,8 @@ class ExperimentSettings:
     min_epochs: int = 0
     max_epochs: int = 500
     fit_options: dict = dataclasses.field(default_factory=dict)
+    trust_region: float = None
+    tie_break: float = None
     solve_gap: float = None
     solve_time_limit: float = 120.0
     baselines: bool = False
@@ -638,7 +644,8 @@ def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
     }
 
 
-def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None):
+def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, trust_region=None,
+                        tie_break=None):
     """Load a saved fit and solve the model with it at each context.
 
     Returns:
@@ -649,7 +656,7 @@ def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None):
     user = SimulatedUser()
     rows = []
     for x0 in x0_values:
-        m.pref.activate([float(x0)])
+        m.pref.activate([float(x0)], trust_region=trust_region, tie_break=tie_break)
         try:
             rows.append(_solve(m, user, x0, time_limit, gap))
         finally:
@@ -845,7 +852,8 @@ def run_experiment(settings=None):
             for (seed, n_pairs, flip), path in zip(runs, paths)
         ])
         solved = runner("solving", [
-            (surrogate_solutions, (path, chunk, limit, gap))
+            (surrogate_solutions, (path, chunk, limit, gap, settings.trust_region,
+                                   settings.tie_break))
             for path in paths
             for chunk in eval_chunks
         ])
