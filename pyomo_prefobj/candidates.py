@@ -6,12 +6,12 @@ variables (``decision_names``): each entry of ``decisions`` in the order
 given, an indexed Var in its index order.
 """
 
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import FileFormatError, PairsError
+from .npzfile import load_arrays, save_arrays
 
 CANDIDATES_FORMAT = "pyomo_prefobj.candidates"
 CANDIDATES_VERSION = 1
@@ -123,10 +123,8 @@ class Candidates:
 
     def save(self, path):
         """Write the candidates to ``path`` as an ``.npz`` file (no pickle)."""
-        np.savez(
-            path,
-            format=np.array(CANDIDATES_FORMAT),
-            version=np.array(CANDIDATES_VERSION),
+        save_arrays(
+            path, CANDIDATES_FORMAT, CANDIDATES_VERSION,
             u=self.u,
             context=self.context,
             nominal_cost=self.nominal_cost,
@@ -141,24 +139,14 @@ class Candidates:
         Raises:
             FileFormatError: the file is not a candidates file of a known version.
         """
+        data = load_arrays(path, CANDIDATES_FORMAT, CANDIDATES_VERSION, "candidates")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                fmt, version = str(data["format"]), int(data["version"])
-                if fmt != CANDIDATES_FORMAT:
-                    raise FileFormatError(f"{path} is not a candidates file (format {fmt!r})")
-                if version != CANDIDATES_VERSION:
-                    raise FileFormatError(
-                        f"{path} has candidates format version {version}; this "
-                        f"pyomo_prefobj reads version {CANDIDATES_VERSION}"
-                    )
-                return cls(
-                    u=data["u"],
-                    context=data["context"],
-                    nominal_cost=data["nominal_cost"],
-                    group=data["group"],
-                    names=tuple(data["names"].tolist()),
-                )
-        except FileFormatError:
-            raise
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            return cls(
+                u=data["u"],
+                context=data["context"],
+                nominal_cost=data["nominal_cost"],
+                group=data["group"],
+                names=tuple(data["names"].tolist()),
+            )
+        except (KeyError, ValueError) as exc:
             raise FileFormatError(f"cannot read candidates from {path}: {exc}") from exc

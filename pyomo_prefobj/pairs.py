@@ -5,12 +5,12 @@ preferred to ``uB``. Pairs are stored preferred-first, as three stacked
 arrays, and saved as a plain ``.npz`` file (no pickled objects).
 """
 
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import FileFormatError, PairsError
+from .npzfile import load_arrays, save_arrays
 
 PAIRS_FORMAT = "pyomo_prefobj.pairs"
 PAIRS_VERSION = 1
@@ -116,10 +116,8 @@ class Pairs:
 
     def save(self, path):
         """Write the pairs to ``path`` as an ``.npz`` file (no pickle)."""
-        np.savez(
-            path,
-            format=np.array(PAIRS_FORMAT),
-            version=np.array(PAIRS_VERSION),
+        save_arrays(
+            path, PAIRS_FORMAT, PAIRS_VERSION,
             context=self.context,
             preferred=self.preferred,
             other=self.other,
@@ -134,21 +132,11 @@ class Pairs:
         Raises:
             FileFormatError: the file is not a pairs file of a known version.
         """
+        data = load_arrays(path, PAIRS_FORMAT, PAIRS_VERSION, "pairs")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                fmt, version = str(data["format"]), int(data["version"])
-                if fmt != PAIRS_FORMAT:
-                    raise FileFormatError(f"{path} is not a pairs file (format {fmt!r})")
-                if version != PAIRS_VERSION:
-                    raise FileFormatError(
-                        f"{path} has pairs format version {version}; this "
-                        f"pyomo_prefobj reads version {PAIRS_VERSION}"
-                    )
-                return cls(
-                    data["context"], data["preferred"], data["other"],
-                    data["rater"], tuple(data["names"].tolist()),
-                )
-        except FileFormatError:
-            raise
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            return cls(
+                data["context"], data["preferred"], data["other"],
+                data["rater"], tuple(data["names"].tolist()),
+            )
+        except (KeyError, ValueError) as exc:
             raise FileFormatError(f"cannot read pairs from {path}: {exc}") from exc
