@@ -338,3 +338,18 @@ def tiny_split(tiny_candidates, tiny_user):
     pool = subset_candidates(tiny_candidates, index % 2 == 0)
     held_out = subset_candidates(tiny_candidates, index % 2 == 1)
     return pool, all_clean_pairs(held_out, tiny_user.score)
+
+
+@pytest.fixture
+def url(tmp_path):
+    """A fresh SQLite database URL for the preference store."""
+    return f"sqlite:///{tmp_path / 'prefs.db'}"
+
+
+@pytest.fixture
+def store(url):
+    """An open :class:`PreferenceStore` on ``url``."""
+    from pyomo_prefobj.store import PreferenceStore
+
+    with PreferenceStore(url) as opened:
+        yield opened

@@ -46,17 +46,6 @@ def candidates():
 
 
 @pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'prefs.db'}"
-
-
-@pytest.fixture
-def store(url):
-    with PreferenceStore(url) as opened:
-        yield opened
-
-
-@pytest.fixture
 def session(store, candidates):
     return store.create_session(candidates, "demo", seed=1)
 
