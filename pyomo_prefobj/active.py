@@ -250,10 +250,17 @@ class ActiveSelector:
         self._answers_since_fit = 0
         self._lock = threading.Lock()
         self._thread = None
+        self._session_id = None
+
+    def _serves(self, rater):
+        """Whether ``rater`` belongs to this selector's session."""
+        if self._session_id is None:
+            self._session_id = self.store.session(self.session).id
+        return rater is None or rater.session_id == self._session_id
 
     def __call__(self, pool):
         ensemble = self.ensemble
-        if ensemble is None or len(pool) == 0:
+        if ensemble is None or len(pool) == 0 or not self._serves(pool.rater):
             return int(np.lexsort((pool.position, pool.n_answers))[0]) if len(pool) else None
         candidates = pool.candidates
         score = ensemble.disagreement(
@@ -261,8 +268,13 @@ class ActiveSelector:
         )
         return int(np.argmax(score))
 
-    def notify(self, answer=None):
-        """Count one stored answer; start a background refit when due."""
+    def notify(self, answer=None, rater=None):
+        """Count one stored answer; start a background refit when due.
+
+        Answers of raters of another session (``rater`` given) are ignored.
+        """
+        if not self._serves(rater):
+            return False
         with self._lock:
             self._answers_since_fit += 1
             due = self._answers_since_fit >= (self.refit_every if self.ensemble else self.min_pairs)

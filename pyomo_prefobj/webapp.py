@@ -24,7 +24,7 @@ JSON API (rater token from the cookie or ``Authorization: Bearer T``):
   ``POST /api/admin/raters`` (``name``), ``GET /admin/export.npz[?rater=NAME]``:
   admin token from the admin cookie or ``Authorization: Bearer T``.
 
-A selector with a ``notify(answer)`` method (such as
+A selector with a ``notify(answer, rater=...)`` method (such as
 :class:`~pyomo_prefobj.active.ActiveSelector`) is told of every stored
 answer right after it is committed; it must return quickly (the active
 selector starts its refits in a background thread), and an exception it
@@ -179,7 +179,7 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
             ``selector(pool) -> index or None`` (see
             :mod:`pyomo_prefobj.store`), or the name of a built-in one
             (``"in_order"``, default, or ``"fewest_answers"``). If it has a
-            ``notify`` method, ``selector.notify(answer)`` is called after
+            ``notify`` method, ``selector.notify(answer, rater=rater)`` is called after
             each stored answer (an
             :class:`~pyomo_prefobj.active.ActiveSelector` refits then).
         max_rows: most differing decision values shown per pair.
@@ -212,13 +212,13 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
             logger.exception("selector %r failed; using fewest_answers instead", current)
             return fewest_answers(pool)
 
-    def notify(answer):
+    def notify(answer, rater):
         current = app.extensions["pyomo_prefobj"]["selector"]
         hook = getattr(current, "notify", None)
         if not callable(hook):
             return
         try:
-            hook(answer)
+            hook(answer, rater=rater)
         except Exception:
             logger.exception("selector %r: notify failed (the answer is stored)", current)
 
@@ -373,7 +373,7 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
             raise _ApiError(400, "malformed", f"missing field(s) {missing}: send query_id "
                             "and choice (A, B or cant_tell)")
         answer = store.record_answer(rater, data["query_id"], data["choice"])
-        notify(answer)  # committed already; a failing hook is only logged
+        notify(answer, rater)  # committed already; a failing hook is only logged
         return jsonify(
             ok=True,
             answer={"id": answer.id, "query_id": answer.query_id, "choice": answer.choice,

@@ -219,7 +219,7 @@ class SpySelector:
     def __call__(self, pool):
         return 0
 
-    def notify(self, answer):
+    def notify(self, answer, rater=None):
         self.notified.append(answer)
         if self.fail:
             raise RuntimeError("notify broke")
@@ -331,3 +331,14 @@ def test_serve_active_selector_options(tmp_path, tiny_split, monkeypatch, capsys
     for option in ("active", "--refit-every", "--members", "--min-pairs", "--loss"):
         assert option in text
 
+
+
+def test_active_selector_serves_only_its_own_session(store, session, tiny_split):
+    other = store.create_session(tiny_split[0], "other", n_pairs=20, seed=2)
+    stranger = store.add_rater(other, "stranger")
+    selector = ActiveSelector(store, session.id, n_members=2, refit_every=1, min_pairs=1)
+    assert selector.notify(rater=stranger) is False  # another session's answer: not counted
+    assert selector._answers_since_fit == 0
+    selector.ensemble = object()  # would fail if used: another session's pool must not reach it
+    pool = store.query_pool(stranger)
+    assert selector(pool) == int(np.lexsort((pool.position, pool.n_answers))[0])
