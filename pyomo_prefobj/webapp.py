@@ -242,21 +242,19 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
             return header[7:].strip()
         return None
 
-    def current_rater():
-        token = bearer() or request.cookies.get(RATER_COOKIE)
-        if not token:
+    def token(cookie, who, link):
+        found = bearer() or request.cookies.get(cookie)
+        if not found:
             raise _ApiError(401, "not_authenticated",
-                            "no rater token: open the link you were given, or send "
+                            f"no {who} token: open {link}, or send "
                             "'Authorization: Bearer <token>'")
-        return store.authenticate(token)
+        return found
+
+    def current_rater():
+        return store.authenticate(token(RATER_COOKIE, "rater", "the link you were given"))
 
     def current_admin():
-        token = bearer() or request.cookies.get(ADMIN_COOKIE)
-        if not token:
-            raise _ApiError(401, "not_authenticated",
-                            "no admin token: open the owner's admin link, or send "
-                            "'Authorization: Bearer <token>'")
-        return store.authenticate_admin(token)
+        return store.authenticate_admin(token(ADMIN_COOKIE, "admin", "the owner's admin link"))
 
     def wants_json():
         return request.path.startswith("/api/") or request.path.endswith(".npz")

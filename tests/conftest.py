@@ -353,3 +353,24 @@ def store(url):
 
     with PreferenceStore(url) as opened:
         yield opened
+
+
+def random_candidates(seed=0, n_groups=3, per_group=4, n_decisions=5, constant_column=None):
+    """Seeded random candidates: ``n_groups`` contexts in [0, 1], named ``x[i]``.
+
+    ``constant_column``: a decision set to 1.0 everywhere (never a difference).
+    """
+    from pyomo_prefobj import Candidates
+
+    rng = np.random.default_rng(seed)
+    n = n_groups * per_group
+    u = rng.normal(size=(n, n_decisions))
+    if constant_column is not None:
+        u[:, constant_column] = 1.0
+    return Candidates(
+        u=u,
+        context=np.repeat(np.linspace(0, 1, n_groups).reshape(-1, 1), per_group, axis=0),
+        nominal_cost=rng.uniform(1, 2, n),
+        group=np.repeat(np.arange(n_groups), per_group),
+        names=[f"x[{i}]" for i in range(n_decisions)],
+    )

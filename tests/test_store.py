@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
+from conftest import random_candidates  # noqa: E402
 from pyomo_prefobj.candidates import Candidates  # noqa: E402
 from pyomo_prefobj.errors import FileFormatError, PairsError  # noqa: E402
 from pyomo_prefobj.pairs import Pairs  # noqa: E402
@@ -29,15 +30,7 @@ PAIRS_PER_GROUP = PER_GROUP * (PER_GROUP - 1) // 2
 
 def make_candidates(seed=0):
     """Three contexts, four candidates each, five named decisions."""
-    rng = np.random.default_rng(seed)
-    n = N_GROUPS * PER_GROUP
-    return Candidates(
-        u=rng.normal(size=(n, N_DECISIONS)),
-        context=np.repeat(np.linspace(0, 1, N_GROUPS).reshape(-1, 1), PER_GROUP, axis=0),
-        nominal_cost=rng.uniform(1, 2, n),
-        group=np.repeat(np.arange(N_GROUPS), PER_GROUP),
-        names=[f"x[{i}]" for i in range(N_DECISIONS)],
-    )
+    return random_candidates(seed, N_GROUPS, PER_GROUP, N_DECISIONS)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ pytest.importorskip("flask")
 pytest.importorskip("sqlalchemy")
 
 from pyomo_prefobj import serve  # noqa: E402
-from pyomo_prefobj.candidates import Candidates  # noqa: E402
+from conftest import random_candidates  # noqa: E402
 from pyomo_prefobj.pairs import Pairs  # noqa: E402
 from pyomo_prefobj.store import PreferenceStore, load_pairs  # noqa: E402
 from pyomo_prefobj.webapp import RATER_COOKIE, create_app  # noqa: E402
@@ -43,17 +43,8 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 def make_candidates(seed=0):
-    rng = np.random.default_rng(seed)
-    n = N_GROUPS * PER_GROUP
-    u = rng.normal(size=(n, N_DECISIONS))
-    u[:, 3] = 1.0  # one decision equal everywhere: never shown as a difference
-    return Candidates(
-        u=u,
-        context=np.repeat(np.linspace(0, 1, N_GROUPS).reshape(-1, 1), PER_GROUP, axis=0),
-        nominal_cost=rng.uniform(1, 2, n),
-        group=np.repeat(np.arange(N_GROUPS), PER_GROUP),
-        names=[f"x[{i}]" for i in range(N_DECISIONS)],
-    )
+    """Three contexts, four candidates each; decision x[3] equal everywhere."""
+    return random_candidates(seed, N_GROUPS, PER_GROUP, N_DECISIONS, constant_column=3)
 
 
 @pytest.fixture
