@@ -533,14 +533,9 @@ class PreferenceObjectiveData(BlockData):
         formulation = self._formulation if formulation is None else formulation
         if formulation not in FORMULATIONS:
             raise ModelError(f"{self.name}: formulation must be one of {FORMULATIONS}; got {formulation!r}")
-        if trust_region is not None and (
-            isinstance(trust_region, bool) or not np.isfinite(trust_region) or trust_region < 0
-        ):
-            raise ModelError(f"{self.name}: trust_region must be a number >= 0 or None; got {trust_region!r}")
-        if tie_break is not None and (
-            isinstance(tie_break, bool) or not np.isfinite(tie_break) or tie_break < 0
-        ):
-            raise ModelError(f"{self.name}: tie_break must be a number >= 0 or None; got {tie_break!r}")
+        for name, option in (("trust_region", trust_region), ("tie_break", tie_break)):
+            if option is not None and (isinstance(option, bool) or not np.isfinite(option) or option < 0):
+                raise ModelError(f"{self.name}: {name} must be a number >= 0 or None; got {option!r}")
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
         factor, linear = self._learner.compressed(values.reshape(1, -1))
