@@ -127,8 +127,11 @@ def settings_from_args(args):
     # The paper's training reproduces Table 1; the recommended one avoids collapsed
     # seeds (docs/results.md).
     paper = sweep or args.paper_settings
-    loss = args.loss or ("hinge" if paper else "logistic")
-    min_epochs = args.min_epochs if args.min_epochs is not None else (0 if paper else 100)
+    training = {"loss": "hinge", "min_epochs": 0} if paper else experiment.RECOMMENDED_TRAINING
+    loss = args.loss or training["loss"]
+    min_epochs = args.min_epochs if args.min_epochs is not None else training["min_epochs"]
+    fit_options = dict(training.get("fit_options", {}))
+    fit_options.update(dict(args.fit_option))
     return experiment.ExperimentSettings(
         pairs=tuple(pairs),
         flips=tuple(flips),
@@ -143,7 +146,7 @@ def settings_from_args(args):
         loss=loss,
         min_epochs=min_epochs,
         max_epochs=args.max_epochs,
-        fit_options=dict(args.fit_option),
+        fit_options=fit_options,
         trust_region=args.trust_region,
         tie_break=args.tie_break,
         solve_gap=args.gap,
