@@ -278,12 +278,25 @@ class ActiveSelector:
         with self._lock:
             self._answers_since_fit += 1
             due = self._answers_since_fit >= (self.refit_every if self.ensemble else self.min_pairs)
-            if not due or (self._thread is not None and self._thread.is_alive()):
-                return False
-            self._answers_since_fit = 0
-            self._thread = threading.Thread(target=self.refit, daemon=True)
-            self._thread.start()
-            return True
+            return due and self._start_locked()
+
+    def start_refit(self):
+        """Start a refit in a background thread now, e.g. when a server
+        reopens a session that already has answers.
+
+        Returns:
+            bool: False when a refit is already running (nothing started).
+        """
+        with self._lock:
+            return self._start_locked()
+
+    def _start_locked(self):
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        self._answers_since_fit = 0
+        self._thread = threading.Thread(target=self.refit, daemon=True)
+        self._thread.start()
+        return True
 
     def refit(self):
         """Refit the ensemble on every stored answer (runs in the background)."""

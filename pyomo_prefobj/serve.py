@@ -67,8 +67,9 @@ def _members(text):
 def build_selector(store, session, args, say=print):
     """The selector that ``--selector`` names (an ``ActiveSelector`` for ``active``).
 
-    An active selector on a session that has enough answers already is
-    fitted to them before the server starts.
+    An active selector on a session that has enough answers already starts
+    fitting to them in the background; until that fit finishes, raters get
+    the pairs with the fewest answers.
     """
     if args.selector != "active":
         return args.selector
@@ -80,10 +81,11 @@ def build_selector(store, session, args, say=print):
     )
     stored = store.count_answers(session=session)
     if stored >= args.min_pairs:
-        say(f"active selection: fitting {args.members} members to the {stored} stored answers ...")
-        selector.refit()
+        say(f"active selection: fitting {args.members} members to the {stored} stored "
+            "answers in the background")
+        selector.start_refit()
     say(f"active selection: {args.members} members, refit every {args.refit_every} answers"
-        + ("" if selector.ensemble is not None else f" (first fit after {args.min_pairs})"))
+        + ("" if stored >= args.min_pairs else f" (first fit after {args.min_pairs})"))
     return selector
 
 

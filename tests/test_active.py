@@ -309,7 +309,8 @@ def test_serve_active_selector_options(tmp_path, tiny_split, monkeypatch, capsys
     assert options["host"] == "127.0.0.1"
     assert "active selection: 2 members, refit every 7" in out.getvalue()
 
-    # Reopened with enough stored answers, it fits before serving.
+    # Reopened with enough stored answers, it fits in the background: the
+    # server starts at once, and the fit finishes on its own.
     with PreferenceStore(url) as store:
         token = re.search(r"rater 'alice': \S+token=(\S+)", out.getvalue()).group(1)
         alice = store.authenticate(token)
@@ -319,7 +320,12 @@ def test_serve_active_selector_options(tmp_path, tiny_split, monkeypatch, capsys
             store.record_answer(alice, query.id, choice)
     out = io.StringIO()
     assert serve.main(args[:4] + args[6:], out=out) == 0
-    assert served[-1][0].extensions["pyomo_prefobj"]["selector"].fits == 1
+    reopened = served[-1][0].extensions["pyomo_prefobj"]["selector"]
+    reopened.wait(timeout=60)
+    assert reopened.fits == 1 and reopened.ensemble is not None
+    assert reopened.start_refit()  # nothing running now: a new refit starts
+    reopened.wait(timeout=60)
+    assert reopened.fits == 2
     assert "fitting 2 members to the 3 stored answers" in out.getvalue()
 
     for bad in (["--members", "1"], ["--refit-every", "0"], ["--selector", "clever"]):
