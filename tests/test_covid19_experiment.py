@@ -25,6 +25,7 @@ SMALL_ARGS = [
     "--components", "10",
     "--max-epochs", "200",
     "--fit-option", "l2=0.01",
+    "--scip-option", "presolving/maxrestarts=0",
     "--n-jobs", "1",
     "--no-progress",
 ]
@@ -65,6 +66,7 @@ def test_small_configuration_wins_more_often_than_chance(small_run):
 
 
 def test_small_run_json_layout(small_run):
+    assert small_run["json"]["settings"]["scip_options"] == {"presolving/maxrestarts": 0}
     data = small_run["json"]
     n_eval = data["settings"]["eval_contexts"]
     assert data["candidates_per_context"] == 7
@@ -120,6 +122,12 @@ def test_context_seeds_are_reproducible_and_distinct():
     seeds = {experiment.context_seed(s, i) for s in range(7) for i in range(26)}
     assert len(seeds) == 7 * 26
     assert experiment.context_seed(3, 5) == experiment.context_seed(3, 5)
+
+
+def test_scip_options_merge_the_gap():
+    assert experiment._scip_options(None, None) == {}
+    assert experiment._scip_options(1e-4, {"presolving/maxrestarts": 0}) == {
+        "presolving/maxrestarts": 0, "limits/gap": 1e-4}
 
 
 def test_captured_gain():

@@ -12,7 +12,7 @@ import sys
 from examples.covid19 import experiment
 
 
-def _fit_option(text):
+def _key_value(text):
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -79,7 +79,7 @@ def _parser():
     learning.add_argument("--components", type=int, default=30, metavar="R",
                           help="PCA coordinates of the learned objective (default 30)")
     learning.add_argument("--fit-option", action="append", default=[], metavar="KEY=VALUE",
-                          type=_fit_option,
+                          type=_key_value,
                           help="another PreferenceLearner hyperparameter, e.g. l2=0.01 "
                                "(repeatable; VALUE read as int, float or string)")
     learning.add_argument("--trust-region", type=float, default=None, metavar="T",
@@ -94,6 +94,10 @@ def _parser():
     solving.add_argument("--gap", type=float, default=None, metavar="G",
                          help="SCIP relative gap of the evaluation solves (default: "
                               "SCIP's own, 0)")
+    solving.add_argument("--scip-option", action="append", default=[], metavar="KEY=VALUE",
+                         type=_key_value,
+                         help="a SCIP parameter of the evaluation solves, e.g. "
+                              "presolving/maxrestarts=0 (repeatable)")
     solving.add_argument("--time-limit", type=float, default=120.0, metavar="S",
                          help="SCIP seconds per evaluation solve (default 120)")
     solving.add_argument("--baselines", action="store_true",
@@ -150,6 +154,7 @@ def settings_from_args(args):
         trust_region=args.trust_region,
         tie_break=args.tie_break,
         solve_gap=args.gap,
+        scip_options=dict(args.scip_option),
         solve_time_limit=args.time_limit,
         baselines=args.baselines,
         best_time_limit=args.best_time_limit,

@@ -130,6 +130,8 @@ class ExperimentSettings:
             unbounded reintegration).
         tie_break: ``activate``'s weight of the nominal cost as a tie-breaker
             (``None``: the paper's, none).
+        scip_options: further SCIP parameters of the nominal, surrogate and
+            one-swap solves (e.g. ``{"presolving/maxrestarts": 0}``).
         solve_gap: SCIP relative gap of the nominal, surrogate and one-swap
             solves (``None``: SCIP's default).
         solve_time_limit: seconds per evaluation solve.
@@ -160,6 +162,7 @@ class ExperimentSettings:
     trust_region: float = None
     tie_break: float = None
     solve_gap: float = None
+    scip_options: dict = dataclasses.field(default_factory=dict)
     solve_time_limit: float = 120.0
     baselines: bool = False
     best_time_limit: float = 60.0
@@ -491,7 +494,7 @@ def _chunks(values, size=CONTEXT_CHUNK):
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
-def _solve(m, user, x0, time_limit, gap):
+def _solve(m, user, x0, time_limit, gap, options=None):
     """Solve ``m`` with its active objective; score the decision at ``x0``.
 
     Returns:
@@ -502,7 +505,7 @@ def _solve(m, user, x0, time_limit, gap):
     results = solver.solve(
         m,
         time_limit=time_limit,
-        solver_options={} if gap is None else {"limits/gap": float(gap)},
+        solver_options=_scip_options(gap, options),
         load_solutions=False,
         raise_exception_on_nonoptimal_result=False,
     )
@@ -517,6 +520,14 @@ def _solve(m, user, x0, time_limit, gap):
     u = m.pref.decision_values()
     R, J = user.terms(u, float(x0))
     return R + J / NOMINAL_OPTIMUM, R, J, seconds, scip_seconds, status
+
+
+def _scip_options(gap, options):
+    """SCIP parameters: ``options`` plus ``limits/gap`` when ``gap`` is given."""
+    merged = dict(options or {})
+    if gap is not None:
+        merged["limits/gap"] = float(gap)
+    return merged
 
 
 def _solutions(rows, x0):
@@ -565,7 +576,7 @@ def nominal_depends_on_context():
     return False
 
 
-def nominal_solutions(x0_values, time_limit=120.0, gap=None, one_swap=False):
+def nominal_solutions(x0_values, time_limit=120.0, gap=None, one_swap=False, options=None):
     """Solve the nominal MILP at each context and score its decision.
 
     When :func:`nominal_depends_on_context` is false (this example), one
@@ -578,6 +589,7 @@ def nominal_solutions(x0_values, time_limit=120.0, gap=None, one_swap=False):
         gap: SCIP relative gap (``None``: SCIP's default).
         one_swap: force the last temporary facility open (the one-swap
             baseline of issue 4) before solving.
+        options: further SCIP parameters.
 
     Returns:
         ContextSolutions: the decisions' scores and solve times.
@@ -591,7 +603,7 @@ def nominal_solutions(x0_values, time_limit=120.0, gap=None, one_swap=False):
     for position, x0 in enumerate(x0_values):
         m.x0.set_value(float(x0))
         if solve_each or position == 0:
-            rows.append(_solve(m, user, x0, time_limit, gap))
+            rows.append(_solve(m, user, x0, time_limit, gap, options))
             decision = m.pref.decision_values()
             continue
         R, J = user.terms(decision, float(x0))
@@ -663,7 +675,7 @@ def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
 
 
 def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, trust_region=None,
-                        tie_break=None):
+                        tie_break=None, options=None):
     """Load a saved fit and solve the model with it at each context.
 
     Returns:
@@ -676,7 +688,7 @@ def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, trust_regio
     for x0 in x0_values:
         m.pref.activate([float(x0)], trust_region=trust_region, tie_break=tie_break)
         try:
-            rows.append(_solve(m, user, x0, time_limit, gap))
+            rows.append(_solve(m, user, x0, time_limit, gap, options))
         finally:
             m.pref.deactivate()
     return _solutions(rows, x0_values)
@@ -827,9 +839,11 @@ def run_experiment(settings=None):
         nominal_chunks, train_chunks = eval_chunks, _chunks(train_x0)
     else:  # one solve serves every context
         nominal_chunks, train_chunks = [eval_x0], [train_x0]
-    tasks = [(nominal_solutions, (c, limit, gap)) for c in nominal_chunks + train_chunks]
+    options = dict(settings.scip_options)
+    tasks = [(nominal_solutions, (c, limit, gap, False, options))
+             for c in nominal_chunks + train_chunks]
     if settings.baselines:
-        tasks += [(nominal_solutions, (c, limit, gap, True)) for c in nominal_chunks]
+        tasks += [(nominal_solutions, (c, limit, gap, True, options)) for c in nominal_chunks]
     solved = runner("nominal", tasks)
     n_eval, n_train = len(nominal_chunks), len(train_chunks)
     nominal = ContextSolutions.concatenate(solved[:n_eval])
@@ -871,7 +885,7 @@ def run_experiment(settings=None):
         ])
         solved = runner("solving", [
             (surrogate_solutions, (path, chunk, limit, gap, settings.trust_region,
-                                   settings.tie_break))
+                                   settings.tie_break, options))
             for path in paths
             for chunk in eval_chunks
         ])
