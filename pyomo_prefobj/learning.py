@@ -417,14 +417,18 @@ class PreferenceLearner:
             # Before min_epochs every epoch counts as the best so far: a noisy
             # validation split must not pick a barely trained network.
             if monitored < best - 1e-6 or epoch < self.min_epochs:
-                best, best_state, report.best_epoch = monitored, self._copy_state(network), epoch + 1
+                best, report.best_epoch = monitored, epoch + 1
+                best_state = (self._copy_state(network), self._flip_logit.detach().clone())
                 waited = 0
             else:
                 waited += 1
                 if waited >= self.patience:
                     break
         if best_state is not None:
-            network.load_state_dict(best_state)
+            # The flip rates are kept from the same epoch as the weights.
+            network.load_state_dict(best_state[0])
+            with torch.no_grad():
+                self._flip_logit.copy_(best_state[1])
 
     @staticmethod
     def _copy_state(network):

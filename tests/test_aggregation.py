@@ -210,3 +210,16 @@ def test_admin_api_and_page_report_agreement_and_flip_rates(rated_store):
     client = create_app(store, selector=foreign).test_client()
     data = client.get("/api/admin/agreement", headers=headers).get_json()
     assert all(row["flip_rate"] is None for row in data["raters"])
+
+
+def test_flip_rates_come_from_the_kept_epoch(mixed, tiny_candidates):
+    # Early stopping keeps the weights of the best epoch; the flip rates must
+    # be that epoch's too, i.e. what a run stopped right there ends with.
+    options = {"loss": "flip", "patience": 5, "max_epochs": 400}
+    stopped = fit(mixed, tiny_candidates, **options)
+    report = stopped.learner.report_
+    assert report.epochs > report.best_epoch, "early stopping did not act; nothing to check"
+    exact = fit(mixed, tiny_candidates, **{**options, "max_epochs": report.best_epoch,
+                                           "min_epochs": report.best_epoch})
+    for name, rate in exact.learner.flip_rates_.items():
+        assert stopped.learner.flip_rates_[name] == pytest.approx(rate, abs=1e-6), name
