@@ -12,18 +12,6 @@ import sys
 from examples.covid19 import experiment
 
 
-def _key_value(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    for kind in (int, float):
-        try:
-            return key.strip(), kind(value)
-        except ValueError:
-            pass
-    return key.strip(), value
-
-
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m examples.covid19",
@@ -79,7 +67,7 @@ def _parser():
     learning.add_argument("--components", type=int, default=30, metavar="R",
                           help="PCA coordinates of the learned objective (default 30)")
     learning.add_argument("--fit-option", action="append", default=[], metavar="KEY=VALUE",
-                          type=_key_value,
+                          type=experiment.key_value,
                           help="another PreferenceLearner hyperparameter, e.g. l2=0.01 "
                                "(repeatable; VALUE read as int, float or string)")
     learning.add_argument("--trust-region", type=float, default=None, metavar="T",
@@ -95,7 +83,7 @@ def _parser():
                          help="SCIP relative gap of the evaluation solves (default: "
                               "SCIP's own, 0)")
     solving.add_argument("--scip-option", action="append", default=[], metavar="KEY=VALUE",
-                         type=_key_value,
+                         type=experiment.key_value,
                          help="a SCIP parameter of the evaluation solves, e.g. "
                               "presolving/maxrestarts=0 (repeatable)")
     solving.add_argument("--time-limit", type=float, default=120.0, metavar="S",

@@ -50,6 +50,7 @@ numbers as a parallel one. (SCIP is deterministic at fixed parameters; a
 solve stopped by a time limit would not be, and is reported.)
 """
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -451,6 +452,23 @@ def _json_floats(values):
 # ----------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------
+def key_value(text):
+    """Parse a command-line ``KEY=VALUE``; the value is read as int, float or str.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` has no ``=`` or an empty key.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
 def contexts(n):
     """``n`` contexts evenly spaced in ``[0, 1]`` (``[0.0]`` when ``n == 1``)."""
     return np.linspace(0.0, 1.0, int(n))

@@ -1,0 +1,921 @@
+"""People in the loop on the COVID-19 example: active questions, several raters.
+
+Two measurements on the protocol of :mod:`examples.covid19.experiment`
+(same candidates, same recommended training, same evaluation), each a user
+of the package's public API:
+
+``active``: asking where the model is least sure.
+    For each seed the training candidates are sampled as the experiment
+    samples them (:func:`~examples.covid19.experiment.sample_context` with
+    the settings of :func:`~examples.covid19.experiment.recommended_settings`).
+    For every budget ``B`` of pairs two fits are evaluated:
+
+    * *random*: ``B`` random pairs (``m.pref.ask``), exactly the
+      experiment's configuration of ``B`` pairs
+      (:func:`~examples.covid19.experiment.fit_configuration`);
+    * *active*: the first ``B`` questions of one
+      :func:`pyomo_prefobj.active.ask_active` run to the largest budget
+      (``batch`` random questions first, then batches of ``batch`` pairs the
+      ensemble disagrees on most, refitting between batches). With every
+      budget a multiple of ``batch``, these are exactly the questions
+      ``ask_active(candidates, B, initial=batch, batch=batch)`` asks: the
+      loop is sequential and seeded, so a shorter run is a prefix of a
+      longer one (``tests/test_covid19_people.py`` checks it).
+
+    Both fits use the recommended training and are solved at the evaluation
+    contexts; a win is a context where the surrogate's composite cost
+    ``phi`` is strictly below the nominal decision's. The result is the
+    curve of wins against pairs and the pairs active selection needs to
+    reach the mean wins of random selection at the largest budget.
+
+``raters``: one surrogate from several raters who disagree.
+    Six simulated raters answer their own random pairs of the same
+    candidates (:data:`RATERS`): three reliable ones (the simulated user,
+    no flips), two answering at random (half of the answers flipped) and
+    one adversary (a ``ScoreOracle`` of the negated score: every answer
+    inverted). Three fits are compared:
+
+    * *aggregated*: all answers, ``loss="flip"`` (a flip rate per rater,
+      learned jointly with the cost; :mod:`pyomo_prefobj.learning`), the
+      rest of the recommended training;
+    * *reliable only*: the reliable raters' answers, recommended training;
+    * *unweighted*: all answers pooled, recommended training.
+
+    It reports the wins of each, the learned flip rates and
+    ``disagreeing_raters()`` of the aggregated fit. ``--aggregated-option
+    KEY=VALUE`` adds a variant of the aggregated fit with other learner
+    options (e.g. ``patience=200``: the flip rates need more epochs than
+    early stopping leaves them).
+
+Command line::
+
+    python -m examples.covid19.people {active,raters} [--quick] [--seeds K]
+        [--n-jobs J] [--json PATH] [--figure PATH]
+
+Every random draw is seeded from the run seed (see :func:`rater_seed`);
+parallel and serial runs give the same numbers (the experiment's task
+runner, one BLAS thread per task).
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from pyomo_prefobj import Candidates, Pairs, ScoreOracle
+from pyomo_prefobj.active import ask_active
+from examples.covid19 import experiment
+from examples.covid19.user import SimulatedUser
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+BUDGETS = (56, 112, 224, 336, 448)
+"""Pair budgets of the ``active`` measurement (the largest is the experiment's 448)."""
+
+ACTIVE_BATCH = 28
+"""Random questions before the first ensemble fit, and questions between refits."""
+
+ENSEMBLE_MEMBERS = 5
+"""Members of the ensemble whose disagreement picks the active questions."""
+
+RATER_PAIRS = 448
+"""Pairs answered by all raters together in the ``raters`` measurement."""
+
+RELIABLE, RANDOM, ADVERSARY = "reliable", "random", "adversary"
+RATERS = (
+    ("reliable-1", RELIABLE), ("reliable-2", RELIABLE), ("reliable-3", RELIABLE),
+    ("random-1", RANDOM), ("random-2", RANDOM), ("adversary", ADVERSARY),
+)
+"""The simulated raters, ``(name, kind)``, in the order their pairs are drawn."""
+
+RANDOM_FLIP = 0.5
+"""Share of a random rater's answers flipped (0.5: no information)."""
+
+DISAGREEMENT_THRESHOLD = 0.3
+"""Flip rate above which ``disagreeing_raters`` names a rater."""
+
+QUICK = {"train_contexts": 8, "eval_contexts": 13, "budgets": (28, 56, 84, 112),
+         "batch": 14, "rater_pairs": 112}
+"""Sizes of ``--quick``: a few minutes on one core, for debugging."""
+
+_RATER_STREAM = 7919  # keeps rater seeds apart from the experiment's context seeds
+
+
+# ----------------------------------------------------------------------
+# Shared steps
+# ----------------------------------------------------------------------
+def rater_seed(seed, index):
+    """Seed of rater ``index``'s pair draw and answers in run seed ``seed``."""
+    return int(np.random.SeedSequence([int(seed), _RATER_STREAM, int(index)]).generate_state(1)[0])
+
+
+def sample_candidates(settings, runner):
+    """Training candidates per seed, sampled as the experiment samples them.
+
+    Args:
+        settings: :class:`~examples.covid19.experiment.ExperimentSettings`
+            (``seeds``, ``train_contexts``, ``candidates_per_context``, the
+            sampling options).
+        runner: the experiment's task runner.
+
+    Returns:
+        dict seed -> :class:`~pyomo_prefobj.Candidates`.
+    """
+    train_x0 = experiment.contexts(settings.train_contexts)
+    per_context = settings.candidates_per_context
+    sampled = runner("sampling", [
+        (experiment.sample_context, (seed, index, x0, per_context, settings))
+        for seed in settings.seeds
+        for index, x0 in enumerate(train_x0)
+    ])
+    n = len(train_x0)
+    return {
+        seed: Candidates.concatenate(sampled[s * n: (s + 1) * n])
+        for s, seed in enumerate(settings.seeds)
+    }
+
+
+def fit_pairs(candidates, pairs, seed, settings, path, loss=None):
+    """Fit the learned objective to given ``pairs`` and save it to ``path``.
+
+    The training is ``settings``' (``n_components``, ``loss``,
+    ``min_epochs``, ``max_epochs``, ``fit_options``), as in
+    :func:`~examples.covid19.experiment.fit_configuration`; the PCA basis
+    comes from all of ``candidates``.
+
+    Args:
+        candidates: the seed's :class:`~pyomo_prefobj.Candidates`.
+        pairs: the :class:`~pyomo_prefobj.Pairs` to learn from.
+        seed: seed of the fit.
+        settings: :class:`~examples.covid19.experiment.ExperimentSettings`.
+        path: ``.npz`` file the fitted objective is saved to.
+        loss: a loss instead of ``settings.loss`` (e.g. ``"flip"``).
+
+    Returns:
+        dict: ``n_answered``, the fit summary, the learned ``flip_rates``
+        (``"flip"`` loss; else empty), ``disagreeing`` raters and the fit's
+        seconds.
+    """
+    m = experiment._model()
+    start = time.perf_counter()
+    report = m.pref.fit(
+        pairs,
+        n_components=settings.n_components,
+        seed=seed,
+        candidates=candidates,
+        loss=settings.loss if loss is None else loss,
+        min_epochs=settings.min_epochs,
+        max_epochs=settings.max_epochs,
+        progress=False,
+        **settings.fit_options,
+    )
+    seconds = time.perf_counter() - start
+    m.pref.save(path)
+    learner = m.pref.learner
+    disagreeing = learner.disagreeing_raters(DISAGREEMENT_THRESHOLD) if learner.flip_rates_ else {}
+    return {
+        "n_answered": len(pairs),
+        "fit": {
+            "epochs": report.epochs,
+            "best_epoch": report.best_epoch,
+            "train_accuracy": report.train_accuracy,
+            "validation_accuracy": report.validation_accuracy,
+        },
+        "flip_rates": dict(learner.flip_rates_),
+        "disagreeing": disagreeing,
+        "seconds": {"fit": seconds},
+    }
+
+
+def _evaluate(runner, paths, eval_x0, settings):
+    """Surrogate solutions of each saved fit in ``paths``, in order."""
+    chunks = experiment._chunks(eval_x0)
+    solved = runner("solving", [
+        (experiment.surrogate_solutions,
+         (path, chunk, settings.solve_time_limit, settings.solve_gap,
+          settings.trust_region, settings.tie_break))
+        for path in paths
+        for chunk in chunks
+    ])
+    return [
+        experiment.ContextSolutions.concatenate(solved[k * len(chunks): (k + 1) * len(chunks)])
+        for k in range(len(paths))
+    ]
+
+
+def _nominal(runner, eval_x0, settings):
+    solved = runner("nominal", [
+        (experiment.nominal_solutions, (chunk, settings.solve_time_limit, settings.solve_gap))
+        for chunk in experiment._chunks(eval_x0)
+    ])
+    return experiment.ContextSolutions.concatenate(solved)
+
+
+def _wins(surrogate, nominal):
+    return int(np.sum(surrogate.phi < nominal.phi))
+
+
+def _training(settings):
+    return {"loss": settings.loss, "min_epochs": settings.min_epochs,
+            "max_epochs": settings.max_epochs, "n_components": settings.n_components,
+            "fit_options": dict(settings.fit_options)}
+
+
+# ----------------------------------------------------------------------
+# Active selection against random selection
+# ----------------------------------------------------------------------
+class _AnswerLog:
+    """An oracle that remembers, per question, whether it was answered."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+        self.answered = []
+
+    def __call__(self, a, b):
+        answer = self.oracle(a, b)
+        self.answered.append(answer is not None)
+        return answer
+
+
+def active_questions(candidates, seed, budgets, flip, settings, batch=ACTIVE_BATCH,
+                     n_members=ENSEMBLE_MEMBERS):
+    """Ask the simulated user ``max(budgets)`` questions chosen by ensemble disagreement.
+
+    Runs :func:`pyomo_prefobj.active.ask_active` once, with ``batch`` random
+    questions first and ``batch`` questions between refits; the ensemble
+    members use ``settings``' training. The answers to the first ``B``
+    questions are those of an ``ask_active`` run of budget ``B`` (every
+    budget is a multiple of ``batch``).
+
+    Args:
+        candidates: the seed's :class:`~pyomo_prefobj.Candidates`.
+        seed: seed of the questions, the oracle's flips and the ensemble.
+        budgets: question counts, each a multiple of ``batch``.
+        flip: share of the simulated user's answers inverted.
+        settings: :class:`~examples.covid19.experiment.ExperimentSettings`.
+        batch: see above.
+        n_members: ensemble size.
+
+    Returns:
+        dict: ``pairs`` (all answered pairs, in the order asked) and
+        ``answered`` (per budget, the answered pairs among its questions),
+        ``seconds``.
+    """
+    budgets = sorted(int(b) for b in budgets)
+    oracle = _AnswerLog(ScoreOracle(experiment._composite_score(SimulatedUser()), flip=flip,
+                                    seed=seed))
+    start = time.perf_counter()
+    training = _training(settings)
+    pairs = ask_active(
+        candidates, budgets[-1], oracle, initial=batch, batch=batch, n_members=n_members,
+        seed=seed, progress=False, loss=training["loss"], min_epochs=training["min_epochs"],
+        max_epochs=training["max_epochs"], n_components=training["n_components"],
+        **training["fit_options"],
+    )
+    asked = np.cumsum(oracle.answered)
+    if len(asked) < budgets[-1]:
+        raise ValueError(
+            f"the candidates allow only {len(asked)} distinct pairs; the largest budget "
+            f"{budgets[-1]} needs more (sample more candidates per context)"
+        )
+    return {
+        "pairs": pairs,
+        "answered": {b: int(asked[b - 1]) for b in budgets},
+        "seconds": time.perf_counter() - start,
+    }
+
+
+@dataclasses.dataclass
+class ActiveResult:
+    """What :func:`run_active` returns.
+
+    Attributes:
+        settings: the experiment settings (training, contexts, seeds).
+        budgets: the pair budgets, increasing.
+        flip: share of the simulated user's answers inverted.
+        batch, n_members: the active loop's batch size and ensemble size.
+        wins: ``{"random": (n_seeds, n_budgets), "active": ...}`` integer arrays.
+        n_answered: same layout, pairs answered (ties dropped).
+        eval_contexts: number of evaluation contexts.
+        ask_seconds: per seed, seconds of the active questions (ensemble fits included).
+        stage_seconds: wall seconds per stage.
+        wall_seconds: the whole run.
+    """
+
+    settings: experiment.ExperimentSettings
+    budgets: tuple
+    flip: float
+    batch: int
+    n_members: int
+    wins: dict
+    n_answered: dict
+    eval_contexts: int
+    ask_seconds: dict
+    stage_seconds: dict
+    wall_seconds: float
+
+    def mean_wins(self, arm):
+        """Mean wins over seeds per budget, shape ``(n_budgets,)``."""
+        return self.wins[arm].mean(axis=0)
+
+    @property
+    def target(self):
+        """float: mean wins of random pairs at the largest budget."""
+        return float(self.mean_wins("random")[-1])
+
+    def pairs_needed(self, arm):
+        """Smallest budget whose mean wins reach :attr:`target` (``None``: none does)."""
+        return pairs_needed(self.budgets, self.mean_wins(arm), self.target)
+
+    def to_dict(self):
+        """JSON-ready dict."""
+        return {
+            "measurement": "active",
+            "settings": dataclasses.asdict(self.settings),
+            "candidates_per_context": self.settings.candidates_per_context,
+            "budgets": list(self.budgets),
+            "flip": self.flip,
+            "batch": self.batch,
+            "n_members": self.n_members,
+            "eval_contexts": self.eval_contexts,
+            "wins": {arm: {str(s): w.tolist() for s, w in zip(self.settings.seeds, wins)}
+                     for arm, wins in self.wins.items()},
+            "n_answered": {arm: {str(s): n.tolist() for s, n in zip(self.settings.seeds, values)}
+                           for arm, values in self.n_answered.items()},
+            "mean_wins": {arm: self.mean_wins(arm).tolist() for arm in self.wins},
+            "std_wins": {arm: self.wins[arm].std(axis=0).tolist() for arm in self.wins},
+            "target": self.target,
+            "pairs_needed": {arm: self.pairs_needed(arm) for arm in self.wins},
+            "ask_seconds": {str(s): v for s, v in self.ask_seconds.items()},
+            "stage_seconds": self.stage_seconds,
+            "wall_seconds": self.wall_seconds,
+        }
+
+
+def pairs_needed(budgets, mean_wins, target):
+    """Smallest of ``budgets`` whose ``mean_wins`` reach ``target``, else ``None``."""
+    for budget, wins in zip(budgets, mean_wins):
+        if wins >= target - 1e-9:
+            return int(budget)
+    return None
+
+
+def _check_budgets(budgets, batch):
+    budgets = tuple(sorted(int(b) for b in budgets))
+    if not budgets or budgets[0] < batch or any(b % batch for b in budgets):
+        raise ValueError(
+            f"every budget must be a positive multiple of the batch size {batch}; got {budgets}"
+        )
+    if len(set(budgets)) != len(budgets):
+        raise ValueError(f"budgets repeat a value: {budgets}")
+    return budgets
+
+
+def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
+               n_members=ENSEMBLE_MEMBERS):
+    """Wins of random and active pairs at each budget, for every seed.
+
+    Args:
+        settings: :class:`~examples.covid19.experiment.ExperimentSettings`,
+            e.g. ``recommended_settings(pairs=(max(budgets),), ...)`` so that
+            candidates are sampled for the largest budget as the experiment
+            would.
+        budgets: pair budgets, each a multiple of ``batch``.
+        flip: share of the simulated user's answers inverted.
+        batch: see :func:`active_questions`.
+        n_members: ensemble size.
+
+    Returns:
+        ActiveResult
+    """
+    budgets = _check_budgets(budgets, batch)
+    start = time.perf_counter()
+    runner = experiment._Runner(settings.n_jobs, settings.progress)
+    eval_x0 = experiment.contexts(settings.eval_contexts)
+    nominal = _nominal(runner, eval_x0, settings)
+    candidates = sample_candidates(settings, runner)
+    asked = runner("asking (active)", [
+        (active_questions, (candidates[seed], seed, budgets, flip, settings, batch, n_members))
+        for seed in settings.seeds
+    ])
+    workdir = tempfile.mkdtemp(prefix="covid19_people_")
+    try:
+        runs = [(seed, arm, budget) for seed in settings.seeds for arm in ("random", "active")
+                for budget in budgets]
+        paths = [os.path.join(workdir, f"fit_{seed}_{arm}_{budget}.npz")
+                 for seed, arm, budget in runs]
+        tasks = []
+        for (seed, arm, budget), path in zip(runs, paths):
+            if arm == "random":
+                tasks.append((experiment.fit_configuration,
+                              (candidates[seed], seed, budget, flip, settings, path)))
+            else:
+                active = asked[settings.seeds.index(seed)]
+                prefix = active["pairs"].subset(np.arange(active["answered"][budget]))
+                tasks.append((fit_pairs, (candidates[seed], prefix, seed, settings, path)))
+        fits = runner("fitting", tasks)
+        solutions = _evaluate(runner, paths, eval_x0, settings)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    shape = (len(settings.seeds), len(budgets))
+    wins = {arm: np.zeros(shape, dtype=int) for arm in ("random", "active")}
+    answered = {arm: np.zeros(shape, dtype=int) for arm in ("random", "active")}
+    for (seed, arm, budget), fit, surrogate in zip(runs, fits, solutions):
+        position = (settings.seeds.index(seed), budgets.index(budget))
+        wins[arm][position] = _wins(surrogate, nominal)
+        answered[arm][position] = fit["n_answered"]
+    return ActiveResult(
+        settings=settings,
+        budgets=budgets,
+        flip=float(flip),
+        batch=int(batch),
+        n_members=int(n_members),
+        wins=wins,
+        n_answered=answered,
+        eval_contexts=len(eval_x0),
+        ask_seconds={seed: a["seconds"] for seed, a in zip(settings.seeds, asked)},
+        stage_seconds=runner.stage_seconds,
+        wall_seconds=time.perf_counter() - start,
+    )
+
+
+def format_active(result):
+    """Text table of wins per budget (mean, std and per seed) and the pairs needed."""
+    seeds = result.settings.seeds
+    header = ["pairs", "random: mean (std)", "random per seed", "active: mean (std)",
+              "active per seed"]
+    rows = []
+    for k, budget in enumerate(result.budgets):
+        row = [str(budget)]
+        for arm in ("random", "active"):
+            wins = result.wins[arm][:, k]
+            row += [f"{wins.mean():.1f} ({wins.std():.1f})", " ".join(str(w) for w in wins)]
+        rows.append(row)
+    needed = {arm: result.pairs_needed(arm) for arm in ("random", "active")}
+
+    def show(value):
+        return "not reached" if value is None else f"{value} pairs"
+
+    lines = [
+        f"Wins out of {result.eval_contexts} evaluation contexts, {len(seeds)} seed(s) "
+        f"{list(seeds)}, {result.settings.train_contexts} training contexts x "
+        f"{result.settings.candidates_per_context} candidates, "
+        f"{round(100 * result.flip)}% flipped answers.",
+        *experiment._text_table(header, rows),
+        "",
+        f"Target: the mean wins of {result.budgets[-1]} random pairs, {result.target:.2f}.",
+        f"Pairs needed to reach it (smallest budget run): active {show(needed['active'])}, "
+        f"random {show(needed['random'])}.",
+    ]
+    half = result.budgets[-1] / 2
+    if needed["active"] is not None:
+        verdict = "met" if needed["active"] <= half else "not met"
+        lines.append(f"Active needs <= half of {result.budgets[-1]} ({half:g}) pairs: {verdict}.")
+    else:
+        lines.append("Active needs <= half the pairs: not met (target not reached).")
+    asking = ", ".join(f"seed {s}: {v:.0f}s" for s, v in result.ask_seconds.items())
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
+    lines.append(f"Active asking (ensemble refits included): {asking}.")
+    lines.append(f"Wall time {result.wall_seconds:.1f}s ({stages}; "
+                 f"n_jobs={result.settings.n_jobs}).")
+    return "\n".join(lines)
+
+
+def plot_active(result, path):
+    """Wins against pairs, mean +- std over seeds, random and active, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = np.array(result.budgets)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for arm, color, marker in (("random", "tab:gray", "o"), ("active", "tab:blue", "s")):
+        mean, std = result.mean_wins(arm), result.wins[arm].std(axis=0)
+        label = "random pairs" if arm == "random" else "active pairs (ensemble disagreement)"
+        ax.plot(budgets, mean, color=color, marker=marker, lw=1.5, label=label)
+        ax.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+    ax.axhline(result.target, color="black", lw=0.8, ls="--",
+               label=f"{result.budgets[-1]} random pairs ({result.target:.1f})")
+    ax.axvline(result.budgets[-1] / 2, color="tab:red", lw=0.8, ls=":", label="half the pairs")
+    ax.set_xlabel("pairs asked")
+    ax.set_ylabel(f"wins out of {result.eval_contexts} contexts")
+    ax.set_xticks(budgets)
+    ax.set_ylim(0, result.eval_contexts + 1)
+    ax.set_title(f"COVID-19: wins vs pairs (mean $\\pm$ std over {len(result.settings.seeds)} "
+                 f"seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------
+# Several raters
+# ----------------------------------------------------------------------
+def rater_oracle(kind, user, seed):
+    """The oracle of one simulated rater of ``kind`` (see :data:`RATERS`).
+
+    A reliable rater is the simulated user; a random one flips half of its
+    answers; the adversary prefers what the user likes least (negated score).
+    """
+    score = experiment._composite_score(user)
+    if kind == RELIABLE:
+        return ScoreOracle(score, seed=seed)
+    if kind == RANDOM:
+        return ScoreOracle(score, flip=RANDOM_FLIP, seed=seed)
+    if kind == ADVERSARY:
+        return ScoreOracle(lambda candidate: -score(candidate), seed=seed)
+    raise ValueError(f"unknown rater kind {kind!r}; use one of {RELIABLE}, {RANDOM}, {ADVERSARY}")
+
+
+def rater_answers(candidates, seed, n_pairs, raters=RATERS):
+    """Each rater answers its share of ``n_pairs`` random pairs; stacked, named.
+
+    The shares differ by at most one pair; rater ``k`` draws its pairs and
+    flips with :func:`rater_seed` ``(seed, k)``.
+
+    Returns:
+        Pairs: every answer, ``rater`` holding the rater's name.
+    """
+    m = experiment._model()
+    user = SimulatedUser()
+    shares = [len(part) for part in np.array_split(np.arange(int(n_pairs)), len(raters))]
+    parts = []
+    for index, ((name, kind), share) in enumerate(zip(raters, shares)):
+        seed_k = rater_seed(seed, index)
+        parts.append(m.pref.ask(candidates, share, rater_oracle(kind, user, seed_k),
+                                seed=seed_k, progress=False, rater=name))
+    return Pairs.concatenate(parts)
+
+
+FIT_ARMS = ("aggregated", "reliable only", "unweighted")
+"""The three fits of the ``raters`` measurement (variants of the aggregated
+fit with other learner options may be added, see :func:`run_raters`)."""
+
+
+def variant_name(options):
+    """Name of the aggregated fit with extra learner ``options``."""
+    return "aggregated (" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
+
+
+_SETTINGS_OPTIONS = ("n_components", "min_epochs", "max_epochs")
+
+
+def _with_options(settings, options):
+    """``settings`` with extra learner ``options`` (the aggregated fit's variant)."""
+    if "loss" in options:
+        raise ValueError("a variant of the aggregated fit keeps loss='flip'; drop the loss option")
+    direct = {k: v for k, v in options.items() if k in _SETTINGS_OPTIONS}
+    rest = {k: v for k, v in options.items() if k not in _SETTINGS_OPTIONS}
+    return dataclasses.replace(settings, fit_options={**settings.fit_options, **rest}, **direct)
+
+
+def _rater_fit(candidates, seed, n_pairs, settings, path, arm, raters, options=None):
+    """Ask every rater, then fit one arm (one task).
+
+    ``arm`` is one of :data:`FIT_ARMS`, or ``"aggregated"`` with extra
+    learner ``options`` (a variant).
+    """
+    pairs = rater_answers(candidates, seed, n_pairs, raters)
+    if arm == "aggregated":
+        if options:
+            settings = _with_options(settings, options)
+        return fit_pairs(candidates, pairs, seed, settings, path, loss="flip")
+    if arm == "reliable only":
+        reliable = [name for name, kind in raters if kind == RELIABLE]
+        return fit_pairs(candidates, pairs.subset(np.isin(pairs.rater, reliable)), seed,
+                         settings, path)
+    return fit_pairs(candidates, pairs, seed, settings, path)
+
+
+@dataclasses.dataclass
+class RatersResult:
+    """What :func:`run_raters` returns.
+
+    Attributes:
+        settings: the experiment settings (training, contexts, seeds).
+        n_pairs: answers of all raters together.
+        raters: ``(name, kind)`` per rater.
+        arms: the fits, :data:`FIT_ARMS` then the variants' names.
+        wins: arm -> integer array ``(n_seeds,)``.
+        n_answered: arm -> pairs fitted, ``(n_seeds,)``.
+        flip_rates: arm -> per seed, rater -> learned flip rate (the
+            ``"flip"``-loss fits: the aggregated one and its variants).
+        disagreeing: same layout, ``disagreeing_raters()`` of those fits.
+        eval_contexts: number of evaluation contexts.
+        stage_seconds, wall_seconds: timings.
+    """
+
+    settings: experiment.ExperimentSettings
+    n_pairs: int
+    raters: tuple
+    arms: tuple
+    wins: dict
+    n_answered: dict
+    flip_rates: dict
+    disagreeing: dict
+    eval_contexts: int
+    stage_seconds: dict
+    wall_seconds: float
+
+    def mean_wins(self, arm):
+        """float: wins of ``arm`` averaged over seeds."""
+        return float(np.mean(self.wins[arm]))
+
+    def mean_flip_rates(self, arm="aggregated"):
+        """dict rater -> flip rate learned by ``arm``, averaged over seeds."""
+        rates = self.flip_rates[arm]
+        return {name: float(np.mean([per_seed[name] for per_seed in rates.values()]))
+                for name, _ in self.raters}
+
+    def targets(self, arm="aggregated", tolerance=2.0):
+        """The issue's targets for ``arm``, on mean wins.
+
+        Returns:
+            dict: ``at_least_reliable_minus_2`` (``arm`` >= reliable only -
+            ``tolerance``) and ``more_than_unweighted`` (``arm`` > unweighted).
+        """
+        wins = self.mean_wins(arm)
+        return {
+            "at_least_reliable_minus_2": wins >= self.mean_wins("reliable only") - tolerance,
+            "more_than_unweighted": wins > self.mean_wins("unweighted"),
+        }
+
+    def to_dict(self):
+        """JSON-ready dict."""
+        seeds = self.settings.seeds
+        return {
+            "measurement": "raters",
+            "settings": dataclasses.asdict(self.settings),
+            "candidates_per_context": self.settings.candidates_per_context,
+            "n_pairs": self.n_pairs,
+            "raters": [list(r) for r in self.raters],
+            "eval_contexts": self.eval_contexts,
+            "arms": list(self.arms),
+            "wins": {arm: {str(s): int(w) for s, w in zip(seeds, self.wins[arm])}
+                     for arm in self.arms},
+            "mean_wins": {arm: self.mean_wins(arm) for arm in self.arms},
+            "n_answered": {arm: self.n_answered[arm].tolist() for arm in self.arms},
+            "flip_rates": {arm: {str(s): r for s, r in rates.items()}
+                           for arm, rates in self.flip_rates.items()},
+            "mean_flip_rates": {arm: self.mean_flip_rates(arm) for arm in self.flip_rates},
+            "disagreeing": {arm: {str(s): d for s, d in found.items()}
+                            for arm, found in self.disagreeing.items()},
+            "targets": {arm: {k: bool(v) for k, v in self.targets(arm).items()}
+                        for arm in self.flip_rates},
+            "stage_seconds": self.stage_seconds,
+            "wall_seconds": self.wall_seconds,
+        }
+
+
+def run_raters(settings, n_pairs=RATER_PAIRS, raters=RATERS, variants=()):
+    """Wins of the aggregated, reliable-only and unweighted fits, for every seed.
+
+    Args:
+        settings: :class:`~examples.covid19.experiment.ExperimentSettings`
+            (its ``pairs`` set the candidates per context, as in the experiment).
+        n_pairs: answers of all raters together.
+        raters: ``(name, kind)`` per rater, kinds as in :data:`RATERS`.
+        variants: dicts of extra learner options; each adds an aggregated
+            fit with those options (named by :func:`variant_name`), e.g.
+            ``({"patience": 200},)`` for longer training.
+
+    Returns:
+        RatersResult
+    """
+    if not any(kind == RELIABLE for _, kind in raters):
+        raise ValueError("the raters measurement needs at least one reliable rater")
+    variants = [dict(options) for options in variants]
+    for options in variants:
+        _with_options(settings, options)  # a bad option fails here, not in a task
+    arms = [(arm, None) for arm in FIT_ARMS] + [("aggregated", options) for options in variants]
+    names = tuple(FIT_ARMS) + tuple(variant_name(options) for options in variants)
+    if len(set(names)) != len(names):
+        raise ValueError(f"the variants repeat a fit: {names}")
+    start = time.perf_counter()
+    runner = experiment._Runner(settings.n_jobs, settings.progress)
+    eval_x0 = experiment.contexts(settings.eval_contexts)
+    nominal = _nominal(runner, eval_x0, settings)
+    candidates = sample_candidates(settings, runner)
+    workdir = tempfile.mkdtemp(prefix="covid19_raters_")
+    try:
+        runs = [(seed, k) for seed in settings.seeds for k in range(len(arms))]
+        paths = [os.path.join(workdir, f"fit_{seed}_{k}.npz") for seed, k in runs]
+        fits = runner("fitting", [
+            (_rater_fit, (candidates[seed], seed, n_pairs, settings, path, arms[k][0],
+                          tuple(raters), arms[k][1]))
+            for (seed, k), path in zip(runs, paths)
+        ])
+        solutions = _evaluate(runner, paths, eval_x0, settings)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    n_seeds = len(settings.seeds)
+    wins = {name: np.zeros(n_seeds, dtype=int) for name in names}
+    answered = {name: np.zeros(n_seeds, dtype=int) for name in names}
+    flip_rates, disagreeing = {}, {}
+    for (seed, k), fit, surrogate in zip(runs, fits, solutions):
+        name, s = names[k], settings.seeds.index(seed)
+        wins[name][s] = _wins(surrogate, nominal)
+        answered[name][s] = fit["n_answered"]
+        if arms[k][0] == "aggregated":
+            flip_rates.setdefault(name, {})[seed] = fit["flip_rates"]
+            disagreeing.setdefault(name, {})[seed] = fit["disagreeing"]
+    return RatersResult(
+        settings=settings,
+        n_pairs=int(n_pairs),
+        raters=tuple(tuple(r) for r in raters),
+        arms=names,
+        wins=wins,
+        n_answered=answered,
+        flip_rates=flip_rates,
+        disagreeing=disagreeing,
+        eval_contexts=len(eval_x0),
+        stage_seconds=runner.stage_seconds,
+        wall_seconds=time.perf_counter() - start,
+    )
+
+
+def format_raters(result):
+    """Text tables: wins per fit, learned flip rates per rater, the targets."""
+    seeds = result.settings.seeds
+    header = ["fit", "pairs", "wins per seed", "mean"]
+    rows = [[arm, " ".join(str(n) for n in result.n_answered[arm]),
+             " ".join(str(w) for w in result.wins[arm]), f"{result.mean_wins(arm):.1f}"]
+            for arm in result.arms]
+    lines = [
+        f"Wins out of {result.eval_contexts} evaluation contexts, {len(seeds)} seed(s) "
+        f"{list(seeds)}, {result.n_pairs} answers from {len(result.raters)} raters, "
+        f"{result.settings.train_contexts} training contexts x "
+        f"{result.settings.candidates_per_context} candidates.",
+        *experiment._text_table(header, rows),
+    ]
+    for arm in result.flip_rates:
+        lines += ["", f"Flip rates learned by the fit '{arm}' (loss='flip'):"]
+        header = ["rater", "kind"] + [f"seed {s}" for s in seeds] + ["mean"]
+        means = result.mean_flip_rates(arm)
+        rows = [[name, kind] + [f"{result.flip_rates[arm][s][name]:.3f}" for s in seeds]
+                + [f"{means[name]:.3f}"] for name, kind in result.raters]
+        lines += experiment._text_table(header, rows)
+        for seed in seeds:
+            found = result.disagreeing[arm][seed]
+            named = ", ".join(f"{name} ({rate:.2f})" for name, rate in found.items())
+            lines.append(f"disagreeing_raters() seed {seed}: {named or 'none'}")
+        targets = result.targets(arm)
+        lines.append(
+            f"{arm} >= reliable only - 2: "
+            f"{'met' if targets['at_least_reliable_minus_2'] else 'not met'} "
+            f"({result.mean_wins(arm):.1f} vs {result.mean_wins('reliable only'):.1f}); "
+            f"{arm} > unweighted: {'yes' if targets['more_than_unweighted'] else 'no'} "
+            f"({result.mean_wins(arm):.1f} vs {result.mean_wins('unweighted'):.1f})."
+        )
+    lines.append("")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
+    lines.append(f"Wall time {result.wall_seconds:.1f}s ({stages}; "
+                 f"n_jobs={result.settings.n_jobs}).")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.covid19.people",
+        description=(
+            "People in the loop on the COVID-19 example: active pair selection "
+            "against random pairs (active), or one fit from several raters who "
+            "disagree (raters)."
+        ),
+    )
+    parser.add_argument("measurement", choices=("active", "raters"))
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small sizes for debugging ({QUICK['train_contexts']} training, "
+                             f"{QUICK['eval_contexts']} evaluation contexts, budgets "
+                             f"{' '.join(map(str, QUICK['budgets']))}, raters' pairs "
+                             f"{QUICK['rater_pairs']}); explicit options override")
+    parser.add_argument("--seeds", type=int, default=1, metavar="K",
+                        help="number of seeds, run as S..S+K-1 (default 1)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+                        help="first seed (default 0)")
+    parser.add_argument("--train-contexts", type=int, default=None, metavar="M",
+                        help="training contexts (default 26)")
+    parser.add_argument("--eval-contexts", type=int, default=None, metavar="M",
+                        help="evaluation contexts (default 52)")
+    parser.add_argument("--per-context", type=int, default=None, metavar="K",
+                        help="candidates per training context (default: as the experiment "
+                             "samples for the largest budget / --pairs)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=None, metavar="N",
+                        help="active: pair budgets, multiples of --batch "
+                             f"(default {' '.join(map(str, BUDGETS))})")
+    parser.add_argument("--batch", type=int, default=None, metavar="B",
+                        help=f"active: random questions first and questions between "
+                             f"refits (default {ACTIVE_BATCH})")
+    parser.add_argument("--members", type=int, default=ENSEMBLE_MEMBERS, metavar="N",
+                        help=f"active: ensemble size (default {ENSEMBLE_MEMBERS})")
+    parser.add_argument("--flip", type=float, default=0.0, metavar="F",
+                        help="active: share of the simulated user's answers inverted (default 0)")
+    parser.add_argument("--pairs", type=int, default=None, metavar="N",
+                        help=f"raters: answers of all raters together (default {RATER_PAIRS})")
+    parser.add_argument("--aggregated-option", action="append", default=[], metavar="KEY=VALUE",
+                        type=experiment.key_value,
+                        help="raters: also fit the aggregated (flip-loss) model with this "
+                             "extra learner option, e.g. patience=200 (repeatable: all "
+                             "options go into one extra fit)")
+    parser.add_argument("--max-epochs", type=int, default=None, metavar="E",
+                        help="epoch limit of every fit (default: the recommended settings')")
+    parser.add_argument("--components", type=int, default=None, metavar="R",
+                        help="PCA coordinates of every fit (default: the recommended "
+                             "settings')")
+    parser.add_argument("--n-jobs", type=int, default=1, metavar="J",
+                        help="worker processes (default 1); tasks are seeded and "
+                             "single-threaded, so the numbers are meant not to depend on it")
+    parser.add_argument("--json", metavar="PATH", help="write every number to PATH")
+    parser.add_argument("--figure", metavar="PATH",
+                        help="active: write the wins-vs-pairs curve as a PNG")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+    return parser
+
+
+def settings_from_args(args):
+    """``(settings, options)`` of parsed arguments: the recommended settings
+    with the sizes asked for, and the measurement's own options."""
+    quick = QUICK if args.quick else {}
+    budgets = tuple(args.budgets or quick.get("budgets", BUDGETS))
+    batch = args.batch or quick.get("batch", ACTIVE_BATCH)
+    rater_pairs = args.pairs or quick.get("rater_pairs", RATER_PAIRS)
+    largest = max(budgets) if args.measurement == "active" else rater_pairs
+    overrides = {
+        "pairs": (largest,),
+        "flips": (args.flip,),
+        "seeds": tuple(range(args.first_seed, args.first_seed + args.seeds)),
+        "train_contexts": args.train_contexts or quick.get("train_contexts", 26),
+        "eval_contexts": args.eval_contexts or quick.get("eval_contexts", 52),
+        "per_context": args.per_context,
+        "n_jobs": args.n_jobs,
+        "progress": not args.no_progress,
+    }
+    if args.max_epochs is not None:
+        overrides["max_epochs"] = args.max_epochs
+    if args.components is not None:
+        overrides["n_components"] = args.components
+    settings = experiment.recommended_settings(**overrides)
+    options = {"budgets": budgets, "batch": batch, "n_members": args.members,
+               "flip": args.flip, "n_pairs": rater_pairs,
+               "variants": [dict(args.aggregated_option)] if args.aggregated_option else []}
+    return settings, options
+
+
+def main(argv=None):
+    """Run one measurement from the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings, options = settings_from_args(args)
+        if args.measurement == "active":
+            _check_budgets(options["budgets"], options["batch"])
+    except ValueError as exc:
+        print(f"python -m examples.covid19.people: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.measurement}: {len(settings.seeds)} seed(s); {settings.train_contexts} training "
+        f"contexts x {settings.candidates_per_context} candidates, {settings.eval_contexts} "
+        f"evaluation contexts; training {_training(settings)}; n_jobs={settings.n_jobs}",
+        flush=True,
+    )
+    if args.measurement == "active":
+        result = run_active(settings, options["budgets"], options["flip"], options["batch"],
+                            options["n_members"])
+        print(format_active(result))
+    else:
+        result = run_raters(settings, options["n_pairs"], variants=options["variants"])
+        print(format_raters(result))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as handle:
+            json.dump(result.to_dict(), handle, indent=1)
+        print(f"wrote {args.json}")
+    if args.figure and args.measurement == "active":
+        plot_active(result, args.figure)
+        print(f"wrote {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
