@@ -653,6 +653,43 @@ def _composite_score(user):
     return score
 
 
+def fit_with_settings(pref, pairs, candidates, seed, settings, loss=None):
+    """``pref.fit`` with the training of ``settings``; returns the FitReport.
+
+    Args:
+        pref: the model's :class:`~pyomo_prefobj.PreferenceObjective`.
+        pairs: the answers to learn from.
+        candidates: the seed's candidates (they give the PCA basis).
+        seed: seed of the fit.
+        settings: :class:`ExperimentSettings` (``n_components``, ``loss``,
+            ``min_epochs``, ``max_epochs``, ``fit_options``).
+        loss: a loss instead of ``settings.loss`` (e.g. ``"flip"``).
+    """
+    return pref.fit(
+        pairs,
+        n_components=settings.n_components,
+        seed=seed,
+        candidates=candidates,
+        loss=settings.loss if loss is None else loss,
+        min_epochs=settings.min_epochs,
+        max_epochs=settings.max_epochs,
+        progress=False,
+        **settings.fit_options,
+    )
+
+
+def fit_summary(report):
+    """The JSON-ready numbers of a FitReport."""
+    return {
+        "epochs": report.epochs,
+        "best_epoch": report.best_epoch,
+        "train_accuracy": report.train_accuracy,
+        "validation_accuracy": report.validation_accuracy,
+        "explained_variance": report.explained_variance,
+        "n_components": report.n_components,
+    }
+
+
 def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
     """Ask ``n_pairs`` pairs (``flip`` inverted) and fit; save the fit to ``path``.
 
@@ -665,29 +702,12 @@ def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
     oracle = ScoreOracle(_composite_score(user), flip=flip, seed=seed)
     pairs = m.pref.ask(candidates, n_pairs, oracle, seed=seed, progress=False)
     asked = time.perf_counter()
-    report = m.pref.fit(
-        pairs,
-        n_components=settings.n_components,
-        seed=seed,
-        candidates=candidates,
-        loss=settings.loss,
-        min_epochs=settings.min_epochs,
-        max_epochs=settings.max_epochs,
-        progress=False,
-        **settings.fit_options,
-    )
+    report = fit_with_settings(m.pref, pairs, candidates, seed, settings)
     fitted = time.perf_counter()
     m.pref.save(path)
     return {
         "n_answered": len(pairs),
-        "fit": {
-            "epochs": report.epochs,
-            "best_epoch": report.best_epoch,
-            "train_accuracy": report.train_accuracy,
-            "validation_accuracy": report.validation_accuracy,
-            "explained_variance": report.explained_variance,
-            "n_components": report.n_components,
-        },
+        "fit": fit_summary(report),
         "seconds": {"ask": asked - start, "fit": fitted - asked},
     }
 

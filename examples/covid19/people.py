@@ -166,29 +166,14 @@ def fit_pairs(candidates, pairs, seed, settings, path, loss=None):
     """
     m = experiment._model()
     start = time.perf_counter()
-    report = m.pref.fit(
-        pairs,
-        n_components=settings.n_components,
-        seed=seed,
-        candidates=candidates,
-        loss=settings.loss if loss is None else loss,
-        min_epochs=settings.min_epochs,
-        max_epochs=settings.max_epochs,
-        progress=False,
-        **settings.fit_options,
-    )
+    report = experiment.fit_with_settings(m.pref, pairs, candidates, seed, settings, loss)
     seconds = time.perf_counter() - start
     m.pref.save(path)
     learner = m.pref.learner
     disagreeing = learner.disagreeing_raters(DISAGREEMENT_THRESHOLD) if learner.flip_rates_ else {}
     return {
         "n_answered": len(pairs),
-        "fit": {
-            "epochs": report.epochs,
-            "best_epoch": report.best_epoch,
-            "train_accuracy": report.train_accuracy,
-            "validation_accuracy": report.validation_accuracy,
-        },
+        "fit": experiment.fit_summary(report),
         "flip_rates": dict(learner.flip_rates_),
         "disagreeing": disagreeing,
         "seconds": {"fit": seconds},
