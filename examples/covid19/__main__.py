@@ -6,7 +6,6 @@ paper's full grid. See ``examples/covid19/README.md``.
 """
 
 import argparse
-import logging
 import sys
 
 from examples.covid19 import experiment
@@ -97,15 +96,13 @@ def _parser():
     solving.add_argument("--results-dir", default=experiment.DEFAULT_RESULTS_DIR,
                          metavar="DIR", help="folder of the phi_best cache "
                                              "(default results/covid19)")
-    output = parser.add_argument_group("output")
-    output.add_argument("--n-jobs", type=int, default=2, metavar="J",
-                        help="worker processes (default 2; 1: no workers; -1: all "
-                             "cores); the numbers do not depend on it")
-    output.add_argument("--json", metavar="PATH", help="write every number to PATH")
-    output.add_argument("--figure", metavar="PATH",
-                        help="write Figure 2 (dR and dJ per context) as a PNG")
-    output.add_argument("--no-progress", action="store_true", help="no progress bars")
-    output.add_argument("--verbose", action="store_true", help="log at INFO level")
+    experiment.add_output_arguments(
+        parser.add_argument_group("output"),
+        n_jobs=2,
+        n_jobs_help="worker processes (default 2; 1: no workers; -1: all cores); the "
+                    "numbers do not depend on it",
+        figure_help="write Figure 2 (dR and dJ per context) as a PNG",
+    )
     return parser
 
 
@@ -155,10 +152,7 @@ def settings_from_args(args):
 def main(argv=None):
     """Run the experiment from the command line; return the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    experiment.configure_logging(args.verbose)
     try:
         settings = settings_from_args(args)
     except ValueError as exc:

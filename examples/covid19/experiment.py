@@ -452,6 +452,30 @@ def _json_floats(values):
 # ----------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------
+def add_output_arguments(parser, n_jobs, n_jobs_help, figure_help):
+    """The output options both command lines share: ``--n-jobs``, ``--json``,
+    ``--figure``, ``--no-progress`` and ``--verbose``.
+
+    Args:
+        parser: an ``argparse`` parser or argument group.
+        n_jobs: default of ``--n-jobs``.
+        n_jobs_help, figure_help: their help texts.
+    """
+    parser.add_argument("--n-jobs", type=int, default=n_jobs, metavar="J", help=n_jobs_help)
+    parser.add_argument("--json", metavar="PATH", help="write every number to PATH")
+    parser.add_argument("--figure", metavar="PATH", help=figure_help)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+
+
+def configure_logging(verbose):
+    """Log to stderr at INFO level with ``verbose``, else at WARNING."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
 def key_value(text):
     """Parse a command-line ``KEY=VALUE``; the value is read as int, float or str.
 
@@ -1049,7 +1073,8 @@ def _text_table(header, rows):
 
 
 def save_json(result, path):
-    """Write :meth:`ExperimentResult.to_dict` to ``path``."""
+    """Write ``result.to_dict()`` (an :class:`ExperimentResult` or another
+    result with that method) to ``path``, creating its folder."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     with open(path, "w") as handle:

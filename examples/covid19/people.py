@@ -59,7 +59,6 @@ runner, one BLAS thread per task).
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -824,14 +823,13 @@ def _parser():
     parser.add_argument("--components", type=int, default=None, metavar="R",
                         help="PCA coordinates of every fit (default: the recommended "
                              "settings')")
-    parser.add_argument("--n-jobs", type=int, default=1, metavar="J",
-                        help="worker processes (default 1); tasks are seeded and "
-                             "single-threaded, so the numbers are meant not to depend on it")
-    parser.add_argument("--json", metavar="PATH", help="write every number to PATH")
-    parser.add_argument("--figure", metavar="PATH",
-                        help="active: write the wins-vs-pairs curve as a PNG")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+    experiment.add_output_arguments(
+        parser,
+        n_jobs=1,
+        n_jobs_help="worker processes (default 1); tasks are seeded and single-threaded, "
+                    "so the numbers are meant not to depend on it",
+        figure_help="active: write the wins-vs-pairs curve as a PNG",
+    )
     return parser
 
 
@@ -867,10 +865,7 @@ def settings_from_args(args):
 def main(argv=None):
     """Run one measurement from the command line; return the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    experiment.configure_logging(args.verbose)
     try:
         settings, options = settings_from_args(args)
         if args.measurement == "active":
@@ -892,9 +887,7 @@ def main(argv=None):
         result = run_raters(settings, options["n_pairs"], variants=options["variants"])
         print(format_raters(result))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump(result.to_dict(), handle, indent=1)
+        experiment.save_json(result, args.json)
         print(f"wrote {args.json}")
     if args.figure and args.measurement == "active":
         plot_active(result, args.figure)
