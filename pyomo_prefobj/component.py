@@ -25,7 +25,10 @@ it into the model:
   the rows SCIP sees without moving the minimizer or changing the value.
 * ``"dense"``: ``1/2 u' H u + q' u + c`` written out; O(d^2) terms.
 
-Changing the context only pushes new values into mutable Params.
+``activate`` may add, on request, a box on ``z`` (``trust_region``), the
+nominal cost as a tie-breaker (``tie_break``) and an l1 penalty on the
+distance from the PCA span (``span_penalty``). Changing the context rebuilds
+the block with that context's coefficients.
 """
 
 import json
@@ -164,9 +167,8 @@ class PreferenceObjectiveData(BlockData):
         self._learner = learner
         self._links = {"nominal": None}  # a dict: Pyomo would adopt a bare component attribute
         self._saved_context = None
-        self._trust_region = None
-        self._tie_break = None
-        
+        self._activation = {}  # activate's options, re-applied after a refit
+
     # ------------------------------------------------------------------
     # Basic properties
     # ------------------------------------------------------------------
@@ -472,9 +474,7 @@ class PreferenceObjectiveData(BlockData):
         )
         self._learner = learner
         if self._is_learned_active():
-            self.activate(
-                self.context_values(), trust_region=self._trust_region, tie_break=self._tie_break
-            )
+            self.activate(self.context_values(), **self._activation)
         return learner.report_
 
     # ------------------------------------------------------------------
@@ -494,7 +494,8 @@ class PreferenceObjectiveData(BlockData):
         learned = self.component("learned")
         return learned is not None and learned.active and self.active
 
-    def activate(self, context=None, formulation=None, trust_region=None, tie_break=None):
+    def activate(self, context=None, formulation=None, trust_region=None, tie_break=None,
+                 span_penalty=None):
         """Make the learned objective at ``context`` the model's objective.
 
         The nominal objective is deactivated and remembered; the context
@@ -520,6 +521,18 @@ class PreferenceObjectiveData(BlockData):
                 arbitrary; a small weight (e.g. 1e-3) lets the nominal
                 objective decide those directions without overriding any
                 learned preference.
+            span_penalty: add ``span_penalty * kappa * ||v||_1 / s_r``, where
+                ``v = (u - mu) - W z`` is the part of ``u - mu`` off the PCA
+                span the objective was fitted on (``W`` maps ``z`` back to
+                decisions), ``kappa`` the mean curvature of the learned
+                quadratic at this context (mean eigenvalue of ``Hz``) and
+                ``s_r`` the standard deviation of the fitted decisions along
+                the last kept PCA direction; ``None`` (default, the paper's)
+                adds nothing. The learned cost cannot see decisions move off
+                that span; the penalty keeps the solution near it. It is
+                linear (``2 d`` non-negative variables, ``d`` rows of
+                ``r + 2`` terms), so the problem stays a convex MIQP of the
+                same kind. ``0.03`` is a reasonable start.
 
         Raises:
             NotFittedError: before ``fit``.
@@ -533,7 +546,9 @@ class PreferenceObjectiveData(BlockData):
         formulation = self._formulation if formulation is None else formulation
         if formulation not in FORMULATIONS:
             raise ModelError(f"{self.name}: formulation must be one of {FORMULATIONS}; got {formulation!r}")
-        for name, option in (("trust_region", trust_region), ("tie_break", tie_break)):
+        options = (("trust_region", trust_region), ("tie_break", tie_break),
+                   ("span_penalty", span_penalty))
+        for name, option in options:
             if option is not None and (isinstance(option, bool) or not np.isfinite(option) or option < 0):
                 raise ModelError(f"{self.name}: {name} must be a number >= 0 or None; got {option!r}")
         was_active = self._is_learned_active()
@@ -549,6 +564,8 @@ class PreferenceObjectiveData(BlockData):
                 self._bound_coordinates(float(trust_region))
             if tie_break:
                 self._add_tie_break(nominal, float(tie_break))
+            if span_penalty:
+                self._add_span_penalty(float(span_penalty), factor[0])
             self._set_context(values)
             super().activate()
             nominal.deactivate()
@@ -563,8 +580,7 @@ class PreferenceObjectiveData(BlockData):
         self._links["nominal"] = nominal
         self._saved_context = saved_context
         self._formulation = formulation
-        self._trust_region = trust_region
-        self._tie_break = tie_break
+        self._activation = dict(options)
 
     def deactivate(self):
         """Bring the nominal objective back and switch the learned one off.
@@ -605,6 +621,31 @@ class PreferenceObjectiveData(BlockData):
         sign = 1.0 if nominal.sense == pyo.minimize else -1.0
         objective = self.learned.objective
         objective.set_value(objective.expr + (sign * weight / scale) * nominal.expr)
+
+    def _add_span_penalty(self, weight, factor):
+        """Add ``weight * kappa * ||(u - mu) - W z||_1 / s_r`` to the objective."""
+        block, learner, u = self.learned, self._learner, self._variables()
+        if block.component("z") is None:  # dense: add the coordinates for the penalty
+            self._add_coordinates(block)
+        projection = learner.projection_
+        # Rows of P are PCA directions divided by their standard deviations.
+        std = 1.0 / np.linalg.norm(projection, axis=1)
+        back = projection.T * std ** 2  # W, shape (d, r): u - mu = W z on the span
+        r = len(projection)
+        kappa = float(np.sum(factor ** 2)) / r  # trace(S S') / r
+        rate = weight * kappa / float(std[-1])
+        d = len(u)
+        block.span_above = pyo.Var(range(d), bounds=(0, None))
+        block.span_below = pyo.Var(range(d), bounds=(0, None))
+        block.span_residual = pyo.Constraint(
+            range(d),
+            rule=lambda b, i: u[i] - sum(float(back[i, j]) * b.z[j] for j in range(r) if back[i, j] != 0.0)
+            - b.span_above[i] + b.span_below[i] == float(learner.mean_[i]),
+        )
+        objective = block.objective
+        objective.set_value(
+            objective.expr + rate * sum(block.span_above[i] + block.span_below[i] for i in range(d))
+        )
 
     def _bound_coordinates(self, widen):
         """Bound ``z = P (u - mu)`` to the fitted decisions' range, widened."""

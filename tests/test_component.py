@@ -19,6 +19,7 @@ from conftest import (
     SAMPLE_OPTIONS,
     active_objective,
     add_component,
+    build_toy_model,
     decision_vector,
     max_violation,
     set_context,
@@ -356,7 +357,51 @@ def _nominal_at(m, u):
     return result
 
 
-@pytest.mark.parametrize("option", ["trust_region", "tie_break"])
+def _off_span(learner, u):
+    """l1 norm of the part of ``u - mu`` off the fitted PCA span."""
+    centered = u - learner.mean_
+    std = 1.0 / np.linalg.norm(learner.projection_, axis=1)
+    back = learner.projection_.T * std ** 2
+    return float(np.abs(centered - back @ (learner.projection_ @ centered)).sum())
+
+
+@pytest.mark.parametrize("formulation", ["compact", "dense"])
+def test_span_penalty_adds_the_documented_l1_term(fitted_model, formulation):
+    m = fitted_model
+    learner = m.pref.learner
+    m.pref.activate(CONTEXT, formulation=formulation, span_penalty=0.5)
+    solve(m)
+    u = m.pref.decision_values()
+    extra = pyo.value(active_objective(m)) - m.pref.cost(CONTEXT).value(u)
+    factor, _ = learner.compressed(np.array([CONTEXT]))
+    kappa = np.sum(factor ** 2) / learner.n_components_
+    std_last = 1.0 / np.linalg.norm(learner.projection_[-1])
+    # 1e-5: the residual rows hold to SCIP's feasibility tolerance (1e-6) per term.
+    assert extra == pytest.approx(0.5 * kappa * _off_span(learner, u) / std_last, rel=1e-5, abs=1e-5)
+    m.pref.deactivate()
+    assert active_objective(m) is m.cost
+
+
+def test_span_penalty_pulls_the_solution_towards_the_fitted_span(toy_pairs):
+    m = build_toy_model()
+    add_component(m)
+    # Two of the six directions: the learned cost is flat off that plane.
+    m.pref.fit(toy_pairs, n_components=2, seed=0, **FAST_FIT)
+    learner = m.pref.learner
+    distances = []
+    for weight in (None, 1e3):
+        m.pref.activate(CONTEXT, span_penalty=weight)
+        solve(m)
+        distances.append(_off_span(learner, m.pref.decision_values()))
+    assert distances[0] > 0.1
+    assert distances[1] < 0.5 * distances[0]
+    # A refit re-activates with the same penalty.
+    m.pref.fit(toy_pairs, n_components=2, seed=1, **FAST_FIT)
+    solve(m)
+    assert _off_span(m.pref.learner, m.pref.decision_values()) < 0.5 * distances[0]
+
+
+@pytest.mark.parametrize("option", ["trust_region", "tie_break", "span_penalty"])
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), True])
 def test_bad_activation_option_leaves_model_unchanged(fitted_model, option, bad):
     from pyomo_prefobj import ModelError

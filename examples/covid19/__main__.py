@@ -77,6 +77,10 @@ def _parser():
                           help="add EPS * J / |J(mu)| to the learned objective so the nominal "
                                "cost decides directions the preferences leave flat "
                                "(default: none, the paper's)")
+    learning.add_argument("--span-penalty", type=float, default=None, metavar="A",
+                          help="penalize the l1 distance of the surrogate's solution from "
+                               "the PCA span of the sampled decisions, A times the learned "
+                               "curvature (try 0.03; default: none, the paper's)")
     solving = parser.add_argument_group("solving and baselines")
     solving.add_argument("--gap", type=float, default=None, metavar="G",
                          help="SCIP relative gap of the evaluation solves (default: "
@@ -138,6 +142,7 @@ def settings_from_args(args):
         fit_options=fit_options,
         trust_region=args.trust_region,
         tie_break=args.tie_break,
+        span_penalty=args.span_penalty,
         solve_gap=args.gap,
         scip_options=dict(args.scip_option),
         solve_time_limit=args.time_limit,

@@ -131,6 +131,8 @@ class ExperimentSettings:
             unbounded reintegration).
         tie_break: ``activate``'s weight of the nominal cost as a tie-breaker
             (``None``: the paper's, none).
+        span_penalty: ``activate``'s penalty on the distance from the PCA
+            span of the sampled decisions (``None``: the paper's, none).
         scip_options: further SCIP parameters of the nominal, surrogate and
             one-swap solves (e.g. ``{"presolving/maxrestarts": 0}``).
         solve_gap: SCIP relative gap of the nominal, surrogate and one-swap
@@ -162,6 +164,7 @@ class ExperimentSettings:
     fit_options: dict = dataclasses.field(default_factory=dict)
     trust_region: float = None
     tie_break: float = None
+    span_penalty: float = None
     solve_gap: float = None
     scip_options: dict = dataclasses.field(default_factory=dict)
     solve_time_limit: float = 120.0
@@ -197,6 +200,12 @@ class ExperimentSettings:
                 f"ExperimentSettings.per_context must be >= 2 (pairs need two "
                 f"candidates per context); got {self.per_context}"
             )
+
+    @property
+    def activation(self):
+        """dict: the keyword arguments of ``PreferenceObjective.activate``."""
+        return {"trust_region": self.trust_region, "tie_break": self.tie_break,
+                "span_penalty": self.span_penalty}
 
     @property
     def cells(self):
@@ -736,9 +745,14 @@ def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
     }
 
 
-def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, trust_region=None,
-                        tie_break=None, options=None):
+def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, activation=None,
+                        options=None):
     """Load a saved fit and solve the model with it at each context.
+
+    Args:
+        activation: keyword arguments of ``activate`` (see
+            :attr:`ExperimentSettings.activation`).
+        options: further SCIP parameters.
 
     Returns:
         ContextSolutions: the surrogate decisions' scores and solve times.
@@ -748,7 +762,7 @@ def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, trust_regio
     user = SimulatedUser()
     rows = []
     for x0 in x0_values:
-        m.pref.activate([float(x0)], trust_region=trust_region, tie_break=tie_break)
+        m.pref.activate([float(x0)], **(activation or {}))
         try:
             rows.append(_solve(m, user, x0, time_limit, gap, options))
         finally:
@@ -946,8 +960,7 @@ def run_experiment(settings=None):
             for (seed, n_pairs, flip), path in zip(runs, paths)
         ])
         solved = runner("solving", [
-            (surrogate_solutions, (path, chunk, limit, gap, settings.trust_region,
-                                   settings.tie_break, options))
+            (surrogate_solutions, (path, chunk, limit, gap, settings.activation, options))
             for path in paths
             for chunk in eval_chunks
         ])

@@ -185,7 +185,7 @@ def _evaluate(runner, paths, eval_x0, settings):
     solved = runner("solving", [
         (experiment.surrogate_solutions,
          (path, chunk, settings.solve_time_limit, settings.solve_gap,
-          settings.trust_region, settings.tie_break))
+          settings.activation, settings.scip_options))
         for path in paths
         for chunk in chunks
     ])
