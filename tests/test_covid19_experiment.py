@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from examples.covid19 import experiment
-from examples.covid19.__main__ import main
+from examples.covid19.__main__ import _parser, main, settings_from_args
 
 # One small configuration: 5 training contexts x 7 candidates (21 distinct
 # pairs each, 105 in all), 100 exact labels, 4 evaluation contexts.
@@ -128,6 +128,14 @@ def test_scip_options_merge_the_gap():
     assert experiment._scip_options(None, None) == {}
     assert experiment._scip_options(1e-4, {"presolving/maxrestarts": 0}) == {
         "presolving/maxrestarts": 0, "limits/gap": 1e-4}
+
+
+def test_activation_options_come_from_the_command_line():
+    args = _parser().parse_args(["--span-penalty", "0.03", "--tie-break", "0.001"])
+    settings = settings_from_args(args)
+    assert settings.activation == {"trust_region": None, "tie_break": 0.001, "span_penalty": 0.03}
+    assert settings_from_args(_parser().parse_args([])).activation == {
+        "trust_region": None, "tie_break": None, "span_penalty": None}
 
 
 def test_captured_gain():
