@@ -27,6 +27,7 @@ _EXPORTS = {
     "PreferenceLearner": "learning",
     "FitReport": "learning",
     "QuadraticCost": "quadratic",
+    "SCIP_OPTIONS": "solver",
     "PreferenceObjectiveError": "errors",
     "DecisionError": "errors",
     "ContextError": "errors",

@@ -20,6 +20,23 @@ from .errors import ModelError, SolverUnavailableError
 
 logger = logging.getLogger(__name__)
 
+#: SCIP parameters that shorten solves of a learned objective without
+#: changing its optimum (SCIP's default gap is kept); pass them yourself,
+#: e.g. ``SolverFactory('scip').solve(m, options=SCIP_OPTIONS)``. On the
+#: COVID-19 model (``benchmarks/bench_core.py``, ``docs/benchmarks.md``):
+#: no restart of the root after reduced-cost fixing (SCIP would repeat its
+#: cutting-plane rounds on the convex quadratic), and none of the primal
+#: heuristics that solve NLPs or long LP sequences (MPEC, sub-NLP, locks),
+#: which find nothing better than the LP solutions here and made the
+#: slowest contexts. The component never sets solver parameters itself.
+SCIP_OPTIONS = {
+    "presolving/maxrestarts": 0,
+    "heuristics/mpec/freq": -1,
+    "heuristics/subnlp/freq": -1,
+    "heuristics/locks/freq": -1,
+}
+
+
 def register_scip_executable():
     """Point Pyomo's ``scip`` at this environment's console script if needed.
 

@@ -411,3 +411,22 @@ def test_bad_activation_option_leaves_model_unchanged(fitted_model, option, bad)
     with pytest.raises(ModelError, match=option):
         m.pref.activate(CONTEXT, **{option: bad})
     assert snapshot(m) == before
+
+
+@pytest.mark.parametrize("span_penalty", [None, 0.5])
+def test_scip_options_keep_the_optimum(fitted_model, span_penalty):
+    import pyscipopt
+
+    from pyomo_prefobj import SCIP_OPTIONS
+
+    probe = pyscipopt.Model()
+    for name, value in SCIP_OPTIONS.items():
+        assert probe.getParam(name) != value  # a real parameter, changed
+    m = fitted_model
+    m.pref.activate(CONTEXT, span_penalty=span_penalty)
+    values = []
+    for options in ({}, SCIP_OPTIONS):
+        results = pyo.SolverFactory("scip").solve(m, options=dict(options))
+        assert results.solver.termination_condition == pyo.TerminationCondition.optimal
+        values.append(pyo.value(active_objective(m)))
+    assert values[1] == pytest.approx(values[0], rel=1e-6, abs=1e-6)
