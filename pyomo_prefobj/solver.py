@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 #: no restart of the root after reduced-cost fixing (SCIP would repeat its
 #: cutting-plane rounds on the convex quadratic), and none of the primal
 #: heuristics that solve NLPs or long LP sequences (MPEC, sub-NLP, locks),
-#: which find nothing better than the LP solutions here and made the
-#: slowest contexts. The component never sets solver parameters itself.
+#: which took most of the time left and made the slowest contexts; SCIP
+#: still proves the same optimum. The component never sets solver
+#: parameters itself.
 SCIP_OPTIONS = {
     "presolving/maxrestarts": 0,
     "heuristics/mpec/freq": -1,

@@ -823,6 +823,9 @@ def _parser():
     parser.add_argument("--components", type=int, default=None, metavar="R",
                         help="PCA coordinates of every fit (default: the recommended "
                              "settings')")
+    parser.add_argument("--span-penalty", type=float, default=None, metavar="A",
+                        help="activate every fit with this span penalty (default: none; "
+                             "see python -m examples.covid19 --help)")
     experiment.add_output_arguments(
         parser,
         n_jobs=1,
@@ -855,6 +858,8 @@ def settings_from_args(args):
         overrides["max_epochs"] = args.max_epochs
     if args.components is not None:
         overrides["n_components"] = args.components
+    if args.span_penalty is not None:
+        overrides["span_penalty"] = args.span_penalty
     settings = experiment.recommended_settings(**overrides)
     options = {"budgets": budgets, "batch": batch, "n_members": args.members,
                "flip": args.flip, "n_pairs": rater_pairs,
