@@ -25,7 +25,7 @@ SMALL_ARGS = [
     "--components", "10",
     "--max-epochs", "200",
     "--fit-option", "l2=0.01",
-    "--scip-option", "presolving/maxrestarts=0",
+    "--scip-option", "display/verblevel=0",
     "--n-jobs", "1",
     "--no-progress",
 ]
@@ -66,7 +66,10 @@ def test_small_configuration_wins_more_often_than_chance(small_run):
 
 
 def test_small_run_json_layout(small_run):
-    assert small_run["json"]["settings"]["scip_options"] == {"presolving/maxrestarts": 0}
+    # The recommended SCIP options plus the one given on the command line.
+    from pyomo_prefobj import SCIP_OPTIONS
+
+    assert small_run["json"]["settings"]["scip_options"] == {**SCIP_OPTIONS, "display/verblevel": 0}
     data = small_run["json"]
     n_eval = data["settings"]["eval_contexts"]
     assert data["candidates_per_context"] == 7

@@ -69,7 +69,7 @@ from pyomo.contrib.solver.common.results import SolutionStatus
 from pyomo.core.expr.visitor import identify_mutable_parameters
 from tqdm.auto import tqdm
 
-from pyomo_prefobj import PreferenceObjective, ScoreOracle
+from pyomo_prefobj import SCIP_OPTIONS, PreferenceObjective, ScoreOracle
 from examples.covid19.model import NOMINAL_OPTIMUM, build_model, decision_vars
 from examples.covid19.user import SimulatedUser
 
@@ -227,13 +227,16 @@ RECOMMENDED_TRAINING = {"loss": "logistic", "min_epochs": 100, "fit_options": {}
 
 
 def recommended_settings(**overrides):
-    """:class:`ExperimentSettings` with :data:`RECOMMENDED_TRAINING`.
+    """:class:`ExperimentSettings` with :data:`RECOMMENDED_TRAINING` and
+    ``pyomo_prefobj.SCIP_OPTIONS`` for the evaluation solves (same optima,
+    shorter solves).
 
     Args:
         **overrides: any other ``ExperimentSettings`` field.
     """
     fields = {key: (dict(value) if isinstance(value, dict) else value)
               for key, value in RECOMMENDED_TRAINING.items()}
+    fields["scip_options"] = dict(SCIP_OPTIONS)
     fields.update(overrides)
     return ExperimentSettings(**fields)
 
