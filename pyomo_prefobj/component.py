@@ -595,7 +595,10 @@ class PreferenceObjectiveData(BlockData):
         super().deactivate()
 
     def _add_coordinates(self, block):
-        """Add ``z = P (u - mu)`` (``r`` variables and equalities) to ``block``."""
+        """Add ``z = P (u - mu)`` (``r`` variables and equalities) to ``block``
+        unless it has them already."""
+        if block.component("z") is not None:
+            return
         learner, u = self._learner, self._variables()
         projection = learner.projection_
         shift = projection @ learner.mean_
@@ -625,8 +628,7 @@ class PreferenceObjectiveData(BlockData):
     def _add_span_penalty(self, weight, factor):
         """Add ``weight * kappa * ||(u - mu) - W z||_1 / s_r`` to the objective."""
         block, learner, u = self.learned, self._learner, self._variables()
-        if block.component("z") is None:  # dense: add the coordinates for the penalty
-            self._add_coordinates(block)
+        self._add_coordinates(block)  # the dense form has none yet
         projection = learner.projection_
         # Rows of P are PCA directions divided by their standard deviations.
         std = 1.0 / np.linalg.norm(projection, axis=1)
@@ -653,8 +655,7 @@ class PreferenceObjectiveData(BlockData):
         low, high = learner.z_range_
         span = high - low
         low, high = low - widen * span, high + widen * span
-        if block.component("z") is None:  # dense: add the coordinates for the bound
-            self._add_coordinates(block)
+        self._add_coordinates(block)  # the dense form has none yet
         for j in range(len(low)):
             block.z[j].setlb(float(low[j]))
             block.z[j].setub(float(high[j]))
