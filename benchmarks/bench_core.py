@@ -211,9 +211,13 @@ def main():
     }
     contexts_solved = np.linspace(0.1, 0.9, 2 if args.quick else 7)
     for label, options in settings.items():
-        formulations = ("compact", "dense") if not options else ("compact",)
+        # label -> activate's keyword arguments
+        formulations = {"compact": {"formulation": "compact"}}
+        if not options:
+            formulations["dense"] = {"formulation": "dense"}
         if options == fast:
-            formulations += ("compact + span_penalty=0.03",)
+            formulations["compact + span_penalty=0.03"] = {"formulation": "compact",
+                                                           "span_penalty": 0.03}
         rows = {"nominal": []}
         rows.update({f: [] for f in formulations})
         for x0 in contexts_solved:
@@ -221,9 +225,8 @@ def main():
             start = time.perf_counter()
             solver.solve(m, options=options)
             rows["nominal"].append(time.perf_counter() - start)
-            for formulation in formulations:
-                m.pref.activate([x0], formulation=formulation.split()[0],
-                                span_penalty=0.03 if "span" in formulation else None)
+            for formulation, activation in formulations.items():
+                m.pref.activate([x0], **activation)
                 limit = 30 if formulation == "dense" else 120
                 start = time.perf_counter()
                 solver.solve(m, options={**options, "limits/time": limit})
