@@ -86,22 +86,32 @@ class EnsembleLearner:
         if not hasattr(self, "members_"):
             raise NotFittedError("this EnsembleLearner is not fitted yet; call fit(pairs) first")
 
-    def probabilities(self, context, first, second):
+    def probabilities(self, context, first, second, first_cost=None, second_cost=None):
         """``P_m(first preferred)``, shape ``(n_members, n)``.
 
         Args:
             context: ``(n, k)``; first, second: ``(n, d)``.
+            first_cost, second_cost: their nominal costs ``(n,)``, needed
+                when the members weigh the nominal cost (``nominal_weight``).
         """
         self._check_fitted()
         rows = []
         for member in self.members_:
-            gap = member.predict_cost(context, second) - member.predict_cost(context, first)
+            gap = (member.predict_cost(context, second, second_cost)
+                   - member.predict_cost(context, first, first_cost))
             rows.append(1.0 / (1.0 + np.exp(-np.clip(gap / member.margin, -50, 50))))
         return np.array(rows)
 
-    def disagreement(self, context, first, second):
+    def disagreement(self, context, first, second, first_cost=None, second_cost=None):
         """Standard deviation over members of ``P(first preferred)``, shape ``(n,)``."""
-        return self.probabilities(context, first, second).std(axis=0)
+        return self.probabilities(context, first, second, first_cost, second_cost).std(axis=0)
+
+    def candidate_disagreement(self, candidates, first, second):
+        """:meth:`disagreement` of candidate rows ``first``, ``second`` (index arrays)."""
+        return self.disagreement(
+            candidates.context[first], candidates.u[first], candidates.u[second],
+            candidates.nominal_cost[first], candidates.nominal_cost[second],
+        )
 
 
 def candidate_pairs(candidates):
@@ -138,11 +148,7 @@ def most_disputed(ensemble, candidates, index_pairs, n):
     """``n`` rows of ``index_pairs`` the ensemble disagrees on most (see :func:`spread_batch`)."""
     if len(index_pairs) == 0:
         return index_pairs
-    score = ensemble.disagreement(
-        candidates.context[index_pairs[:, 0]],
-        candidates.u[index_pairs[:, 0]],
-        candidates.u[index_pairs[:, 1]],
-    )
+    score = ensemble.candidate_disagreement(candidates, index_pairs[:, 0], index_pairs[:, 1])
     return index_pairs[spread_batch(index_pairs, score, n)]
 
 
@@ -192,10 +198,7 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
 
     def as_pairs():
         index = np.array(rows)
-        return Pairs(
-            candidates.context[index[:, 0]], candidates.u[index[:, 0]],
-            candidates.u[index[:, 1]], np.full(len(index), str(rater)), candidates.names,
-        )
+        return Pairs.from_candidates(candidates, index[:, 0], index[:, 1], rater=str(rater))
 
     try:
         put(range(min(initial, n_pairs, len(pool))))
@@ -208,10 +211,8 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
             fitted = True
             open_positions = np.flatnonzero(~asked)
             take = min(batch, n_pairs - int(asked.sum()))
-            score = ensemble.disagreement(
-                candidates.context[pool[open_positions, 0]],
-                candidates.u[pool[open_positions, 0]],
-                candidates.u[pool[open_positions, 1]],
+            score = ensemble.candidate_disagreement(
+                candidates, pool[open_positions, 0], pool[open_positions, 1]
             )
             put(open_positions[spread_batch(pool[open_positions], score, take)])
     finally:
@@ -263,9 +264,7 @@ class ActiveSelector:
         if ensemble is None or len(pool) == 0 or not self._serves(pool.rater):
             return int(np.lexsort((pool.position, pool.n_answers))[0]) if len(pool) else None
         candidates = pool.candidates
-        score = ensemble.disagreement(
-            candidates.context[pool.first], candidates.u[pool.first], candidates.u[pool.second]
-        )
+        score = ensemble.candidate_disagreement(candidates, pool.first, pool.second)
         return int(np.argmax(score))
 
     def notify(self, answer=None, rater=None):

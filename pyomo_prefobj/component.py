@@ -31,6 +31,7 @@ distance from the PCA span (``span_penalty``). Changing the context rebuilds
 the block with that context's coefficients.
 """
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -467,6 +468,11 @@ class PreferenceObjectiveData(BlockData):
             raise LearningError(f"{self.name}: unknown fit option: {exc}") from exc
         if warm_start and self._learner is None:
             raise NotFittedError(f"{self.name}: warm_start=True needs an earlier fit")
+        if options.get("nominal_weight") is True and self._find_nominal().sense == pyo.maximize:
+            # The learned weight prices J as a cost: a maximized J enters negated.
+            pairs = dataclasses.replace(
+                pairs, preferred_cost=-pairs.preferred_cost, other_cost=-pairs.other_cost
+            )
         learner.fit(
             pairs,
             decisions=None if candidates is None else candidates.u,
@@ -562,6 +568,9 @@ class PreferenceObjectiveData(BlockData):
             self._push(formulation, factor[0], linear[0], values)
             if trust_region is not None:
                 self._bound_coordinates(float(trust_region))
+            learned_weight = float(self._learner.nominal_weights(values.reshape(1, -1))[0])
+            if learned_weight:
+                self._add_nominal_share(nominal, learned_weight)
             if tie_break:
                 self._add_tie_break(nominal, float(tie_break))
             if span_penalty:
@@ -621,9 +630,13 @@ class PreferenceObjectiveData(BlockData):
         finally:
             for var, value in zip(variables, saved):
                 var.set_value(value, skip_validation=True)
+        self._add_nominal_share(nominal, weight / scale)
+
+    def _add_nominal_share(self, nominal, coefficient):
+        """Add ``coefficient * J`` (as a cost to minimize) to the learned objective."""
         sign = 1.0 if nominal.sense == pyo.minimize else -1.0
         objective = self.learned.objective
-        objective.set_value(objective.expr + (sign * weight / scale) * nominal.expr)
+        objective.set_value(objective.expr + (sign * coefficient) * nominal.expr)
 
     def _add_span_penalty(self, weight, factor):
         """Add ``weight * kappa * ||(u - mu) - W z||_1 / s_r`` to the objective."""

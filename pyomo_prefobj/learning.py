@@ -10,6 +10,16 @@ factor ``S(x0)`` (``r x r``) and a linear term ``q(x0)`` (``r``):
     f(z, x0) = 1/2 z' S(x0) S(x0)' z + q(x0)' z,
 
 convex in ``z`` for every ``x0`` since ``H = S S'`` is positive semidefinite.
+With ``nominal_weight=True`` the network has one more output, ``a(x0)``, and
+the cost gains a learned share of the model's own (nominal) objective:
+
+    f(z, x0) + softplus(a(x0)) * (J(u) - J_mean) / J_scale,
+
+``J_mean``, ``J_scale`` the mean and standard deviation of ``J`` over the
+fitted decisions. ``J`` is known exactly, so the network need not learn
+what a decision costs from the answers, only how much that cost counts;
+the weight is non-negative (all else equal, a cheaper decision is never
+worse), and the term keeps the cost convex wherever ``J`` is.
 Losses, for a pair with costs ``fA`` (preferred) and ``fB``:
 
 * ``"hinge"`` (the paper's): ``max(0, fA - fB + margin)``, the differentiable
@@ -58,28 +68,41 @@ class QuadraticNetwork(nn.Module):
         hidden_layers: widths of the hidden ReLU layers.
     """
 
-    def __init__(self, n_inputs, n_components, hidden_layers=(20, 20, 20)):
+    def __init__(self, n_inputs, n_components, hidden_layers=(20, 20, 20), nominal_weight=False):
         super().__init__()
         self.n_inputs = max(int(n_inputs), 1)
         self.n_components = int(n_components)
+        self.nominal_weight = bool(nominal_weight)
         layers, width = [], self.n_inputs
         for size in hidden_layers:
             layers += [nn.Linear(width, int(size)), nn.ReLU()]
             width = int(size)
-        layers.append(nn.Linear(width, self.n_components ** 2 + self.n_components))
+        outputs = self.n_components ** 2 + self.n_components + int(self.nominal_weight)
+        layers.append(nn.Linear(width, outputs))
         self.body = nn.Sequential(*layers)
 
     def forward(self, context):
-        """Return ``S`` of shape ``(n, r, r)`` and ``q`` of shape ``(n, r)``."""
+        """Return ``S`` ``(n, r, r)``, ``q`` ``(n, r)`` and the weight of the
+        nominal cost ``(n,)`` (zeros without ``nominal_weight``)."""
         out = self.body(context)
         r = self.n_components
-        return out[:, : r * r].reshape(-1, r, r), out[:, r * r :]
+        factor, linear = out[:, : r * r].reshape(-1, r, r), out[:, r * r : r * r + r]
+        if self.nominal_weight:
+            weight = nn.functional.softplus(out[:, -1])
+        else:
+            weight = torch.zeros(len(out), dtype=out.dtype, device=out.device)
+        return factor, linear, weight
 
 
-def quadratic_value(factor, linear, z):
-    """``1/2 ||S' z||^2 + q' z`` row by row; shapes ``(n,r,r), (n,r), (n,r)``."""
+def quadratic_value(factor, linear, z, weight=None, cost=None):
+    """``1/2 ||S' z||^2 + q' z (+ weight * cost)`` row by row.
+
+    Shapes ``(n,r,r), (n,r), (n,r)``; ``weight`` and ``cost`` (the scaled
+    nominal cost) ``(n,)``, both or neither.
+    """
     reduced = torch.einsum("nij,ni->nj", factor, z)
-    return 0.5 * (reduced ** 2).sum(dim=1) + (linear * z).sum(dim=1)
+    value = 0.5 * (reduced ** 2).sum(dim=1) + (linear * z).sum(dim=1)
+    return value if weight is None else value + weight * cost
 
 
 def ranking_loss(cost_preferred, cost_other, loss="hinge", margin=1.0, flip_logit=None):
@@ -159,6 +182,9 @@ class PreferenceLearner:
         loss: ``"hinge"`` (paper), ``"logistic"`` or ``"flip"`` (learns a
             flip rate per rater, ``flip_rates_``; see the module docstring).
         margin: ranking margin ``delta > 0``.
+        nominal_weight: add a learned, non-negative share of the nominal
+            cost to the quadratic (see the module docstring); the pairs
+            must carry both decisions' nominal costs (``Pairs.has_costs``).
         l2: weight of the L2 penalty on all weights and biases.
         learning_rate: Adam's initial step.
         batch_size: pairs per gradient step.
@@ -178,6 +204,7 @@ class PreferenceLearner:
         hidden_layers=(20, 20, 20),
         loss="hinge",
         margin=1.0,
+        nominal_weight=False,
         l2=1e-4,
         learning_rate=1e-2,
         batch_size=64,
@@ -193,6 +220,7 @@ class PreferenceLearner:
         self.hidden_layers = hidden_layers
         self.loss = loss
         self.margin = margin
+        self.nominal_weight = nominal_weight
         self.l2 = l2
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -209,6 +237,8 @@ class PreferenceLearner:
         if self.loss not in LOSSES:
             raise LearningError(f"loss must be one of {LOSSES}; got {self.loss!r}")
         _check_positive("margin", self.margin)
+        if not isinstance(self.nominal_weight, (bool, np.bool_)):
+            raise LearningError(f"nominal_weight must be True or False; got {self.nominal_weight!r}")
         _check_positive("l2", self.l2, allow_zero=True)
         _check_positive("learning_rate", self.learning_rate)
         _check_positive("batch_size", self.batch_size, integer=True)
@@ -289,6 +319,12 @@ class PreferenceLearner:
         device = self._validate_options()
         if len(pairs) < 2:
             raise LearningError(f"fit needs at least 2 pairs; got {len(pairs)}")
+        if self.nominal_weight and not pairs.has_costs:
+            raise LearningError(
+                "nominal_weight=True needs the nominal cost of every decision in the "
+                "pairs (Pairs.preferred_cost / other_cost); these pairs lack some: "
+                "build them with ask() or Pairs.from_candidates()"
+            )
         start = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         if init is not None:
@@ -300,6 +336,11 @@ class PreferenceLearner:
             self.context_mean_ = pairs.context.mean(axis=0)
             scale = pairs.context.std(axis=0)
             self.context_scale_ = np.where(scale > 1e-12, scale, 1.0)
+            costs = np.concatenate([pairs.preferred_cost, pairs.other_cost])
+            known = costs[np.isfinite(costs)]
+            self.cost_mean_ = float(known.mean()) if len(known) else 0.0
+            spread = float(known.std()) if len(known) else 0.0
+            self.cost_scale_ = spread if spread > 1e-12 * max(abs(self.cost_mean_), 1.0) else 1.0
 
         n = len(pairs)
         order = rng.permutation(n)
@@ -314,7 +355,10 @@ class PreferenceLearner:
             x = self._context_inputs(pairs.context[index])
             za = (pairs.preferred[index] - self.mean_) @ self.projection_.T
             zb = (pairs.other[index] - self.mean_) @ self.projection_.T
-            data = [torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, za, zb)]
+            ca = self._scaled_cost(pairs.preferred_cost[index])
+            cb = self._scaled_cost(pairs.other_cost[index])
+            data = [torch.as_tensor(a, dtype=torch.float32, device=device)
+                    for a in (x, za, zb, ca, cb)]
             return data + [torch.as_tensor(rater_index[index], dtype=torch.long, device=device)]
 
         train_data, validation_data = tensors(train), tensors(validation)
@@ -329,7 +373,9 @@ class PreferenceLearner:
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**31)))
-                network = QuadraticNetwork(self.n_context_, self.n_components_, self.hidden_layers)
+                network = QuadraticNetwork(
+                    self.n_context_, self.n_components_, self.hidden_layers, self.nominal_weight
+                )
                 if init is not None:
                     network.load_state_dict(init.network_.state_dict())
                 network.to(device)
@@ -365,15 +411,23 @@ class PreferenceLearner:
             )
         if tuple(init.hidden_layers) != tuple(self.hidden_layers):
             raise LearningError("init has other hidden_layers; warm start needs the same network")
+        if bool(init.nominal_weight) != bool(self.nominal_weight):
+            raise LearningError("init has another nominal_weight; warm start needs the same network")
         for name in ("n_components_", "mean_", "projection_", "explained_variance_", "z_range_",
-                     "n_decisions_", "n_context_", "context_mean_", "context_scale_"):
+                     "n_decisions_", "n_context_", "context_mean_", "context_scale_",
+                     "cost_mean_", "cost_scale_"):
             setattr(self, name, getattr(init, name))
 
-    def _batch_loss(self, network, x, za, zb, rater):
-        factor, linear = network(x)
+    def _scaled_cost(self, cost):
+        """Nominal costs as the network sees them (0 where unknown)."""
+        scaled = (np.asarray(cost, dtype=float) - self.cost_mean_) / self.cost_scale_
+        return np.nan_to_num(scaled, nan=0.0)
+
+    def _batch_loss(self, network, x, za, zb, ca, cb, rater):
+        factor, linear, weight = network(x)
         return ranking_loss(
-            quadratic_value(factor, linear, za),
-            quadratic_value(factor, linear, zb),
+            quadratic_value(factor, linear, za, weight, ca),
+            quadratic_value(factor, linear, zb, weight, cb),
             self.loss,
             self.margin,
             self._flip_logit[rater],
@@ -438,9 +492,10 @@ class PreferenceLearner:
         network = self.network_
         device = next(network.parameters()).device
         with torch.no_grad():
-            x, za, zb = (t.to(device) for t in data[:3])
-            factor, linear = network(x)
-            wins = quadratic_value(factor, linear, za) < quadratic_value(factor, linear, zb)
+            x, za, zb, ca, cb = (t.to(device) for t in data[:5])
+            factor, linear, weight = network(x)
+            wins = (quadratic_value(factor, linear, za, weight, ca)
+                    < quadratic_value(factor, linear, zb, weight, cb))
         return float(wins.float().mean()) if len(wins) else float("nan")
 
     # -- prediction ------------------------------------------------------
@@ -450,29 +505,51 @@ class PreferenceLearner:
                 "this PreferenceLearner is not fitted yet; call fit(pairs) first"
             )
 
-    def compressed(self, contexts):
-        """Return ``S`` ``(n, r, r)`` and ``qz`` ``(n, r)`` for contexts ``(n, k)``."""
-        self._check_fitted()
+    def _outputs(self, contexts):
         # float64 so that one context alone and in a batch give the same S, q.
+        self._check_fitted()
         inputs = torch.as_tensor(self._context_inputs(contexts), dtype=torch.float64)
         network = copy.deepcopy(self.network_).double()
         with torch.no_grad():
-            factor, linear = network(inputs)
-        return factor.double().numpy(), linear.double().numpy()
+            return [t.numpy() for t in network(inputs)]
+
+    def compressed(self, contexts):
+        """Return ``S`` ``(n, r, r)`` and ``qz`` ``(n, r)`` for contexts ``(n, k)``."""
+        factor, linear, _ = self._outputs(contexts)
+        return factor, linear
+
+    def nominal_weights(self, contexts):
+        """Weight of the nominal cost ``J`` (per unit of ``J``) in the learned
+        cost at contexts ``(n, k)``, shape ``(n,)``; zeros without
+        ``nominal_weight``."""
+        return self._outputs(contexts)[2] / self.cost_scale_
 
     def cost(self, context=()):
         """Return the :class:`QuadraticCost` in decision space at one context."""
         factor, linear = self.compressed(np.asarray(context, dtype=float).reshape(1, -1))
         return QuadraticCost.from_compressed(factor[0], linear[0], self.projection_, self.mean_)
 
-    def predict_cost(self, context, u):
-        """Cost of decisions ``u`` ``(n, d)`` at contexts ``(n, k)``."""
+    def predict_cost(self, context, u, nominal_cost=None):
+        """Cost of decisions ``u`` ``(n, d)`` at contexts ``(n, k)``.
+
+        Args:
+            nominal_cost: ``J(u)``, shape ``(n,)``; required with
+                ``nominal_weight``, ignored without.
+        """
         self._check_fitted()
         u = np.asarray(u, dtype=float)
         z = (u - self.mean_) @ self.projection_.T
-        factor, linear = self.compressed(context)
+        factor, linear, weight = self._outputs(context)
         reduced = np.einsum("nij,ni->nj", factor, z)
-        return 0.5 * (reduced ** 2).sum(axis=1) + (linear * z).sum(axis=1)
+        value = 0.5 * (reduced ** 2).sum(axis=1) + (linear * z).sum(axis=1)
+        if not self.nominal_weight:
+            return value
+        if nominal_cost is None:
+            raise LearningError(
+                "this learner weighs the nominal cost (nominal_weight=True); "
+                "predict_cost needs nominal_cost"
+            )
+        return value + weight * (np.asarray(nominal_cost, dtype=float) - self.cost_mean_) / self.cost_scale_
 
     def disagreeing_raters(self, threshold=0.3):
         """Raters whose learned flip rate exceeds ``threshold`` (``"flip"`` loss).
@@ -487,8 +564,8 @@ class PreferenceLearner:
     def accuracy(self, pairs):
         """Fraction of ``pairs`` whose preferred decision the model rates cheaper."""
         return float(np.mean(
-            self.predict_cost(pairs.context, pairs.preferred)
-            < self.predict_cost(pairs.context, pairs.other)
+            self.predict_cost(pairs.context, pairs.preferred, pairs.preferred_cost)
+            < self.predict_cost(pairs.context, pairs.other, pairs.other_cost)
         ))
 
     # -- persistence -----------------------------------------------------
@@ -499,6 +576,7 @@ class PreferenceLearner:
             "hidden_layers": [int(h) for h in self.hidden_layers],
             "loss": self.loss,
             "margin": self.margin,
+            "nominal_weight": bool(self.nominal_weight),
             "l2": self.l2,
             "learning_rate": self.learning_rate,
             "batch_size": self.batch_size,
@@ -521,6 +599,8 @@ class PreferenceLearner:
             "context_scale": self.context_scale_,
             "explained_variance": np.array(self.explained_variance_),
             "z_range": self.z_range_,
+            "cost_mean": np.array(self.cost_mean_),
+            "cost_scale": np.array(self.cost_scale_),
             "n_context": np.array(self.n_context_),
             "raters": np.array(list(self.flip_rates_), dtype=str),
             "flip_rates": np.array(list(self.flip_rates_.values()), dtype=float),
@@ -540,11 +620,16 @@ class PreferenceLearner:
         learner.explained_variance_ = float(arrays["explained_variance"])
         learner.z_range_ = np.asarray(arrays["z_range"], dtype=float)
         learner.n_context_ = int(arrays["n_context"])
+        # Fits saved before the nominal weight existed have no cost scaling.
+        learner.cost_mean_ = float(arrays.get("cost_mean", 0.0))
+        learner.cost_scale_ = float(arrays.get("cost_scale", 1.0))
         learner.flip_rates_ = dict(
             zip(np.asarray(arrays["raters"]).tolist(), np.asarray(arrays["flip_rates"]).tolist())
         )
         learner.n_components_, learner.n_decisions_ = learner.projection_.shape
-        network = QuadraticNetwork(learner.n_context_, learner.n_components_, learner.hidden_layers)
+        network = QuadraticNetwork(
+            learner.n_context_, learner.n_components_, learner.hidden_layers, learner.nominal_weight
+        )
         state = {
             key[len("network."):]: torch.as_tensor(np.asarray(value))
             for key, value in arrays.items()

@@ -190,10 +190,4 @@ def ask(candidates, n_pairs, oracle, seed=None, progress=True, rater=""):
         raise PairsError("the oracle could not tell any pair apart; no pairs to learn from")
     rows = np.array(rows)
     logger.info("asked %d pairs, %d answered", len(chosen), len(rows))
-    return Pairs(
-        context=candidates.context[rows[:, 0]],
-        preferred=candidates.u[rows[:, 0]],
-        other=candidates.u[rows[:, 1]],
-        rater=np.full(len(rows), str(rater)),
-        names=candidates.names,
-    )
+    return Pairs.from_candidates(candidates, rows[:, 0], rows[:, 1], rater=str(rater))

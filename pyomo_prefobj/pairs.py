@@ -26,6 +26,9 @@ class Pairs:
         other: the other decision ``uB``, shape ``(n, d)``.
         rater: who answered each pair, shape ``(n,)`` of str ("" when unknown).
         names: decision names, length ``d`` (empty when unknown).
+        preferred_cost, other_cost: the nominal objective's value at each
+            decision, shape ``(n,)`` (``nan`` when unknown); needed by
+            ``fit(..., nominal_weight=True)``.
     """
 
     context: np.ndarray
@@ -33,6 +36,8 @@ class Pairs:
     other: np.ndarray
     rater: np.ndarray = None
     names: tuple = ()
+    preferred_cost: np.ndarray = None
+    other_cost: np.ndarray = None
 
     def __post_init__(self):
         preferred = np.asarray(self.preferred, dtype=float)
@@ -74,10 +79,21 @@ class Pairs:
             raise PairsError(
                 f"Pairs have {preferred.shape[1]} decision columns but {len(names)} names"
             )
+        costs = []
+        for label in ("preferred_cost", "other_cost"):
+            cost = getattr(self, label)
+            cost = np.full(n, np.nan) if cost is None else np.asarray(cost, dtype=float).reshape(-1)
+            if cost.shape != (n,):
+                raise PairsError(f"Pairs.{label} must have shape ({n},); got {cost.shape}")
+            if np.any(np.isinf(cost)):
+                raise PairsError(f"Pairs.{label} holds an infinite value; use nan for unknown")
+            costs.append(cost)
         object.__setattr__(self, "context", context)
         object.__setattr__(self, "preferred", preferred)
         object.__setattr__(self, "other", other)
         object.__setattr__(self, "rater", rater)
+        object.__setattr__(self, "preferred_cost", costs[0])
+        object.__setattr__(self, "other_cost", costs[1])
         object.__setattr__(self, "names", names)
 
     def __len__(self):
@@ -93,11 +109,38 @@ class Pairs:
         """int: length ``k`` of each context."""
         return self.context.shape[1]
 
+    @property
+    def has_costs(self):
+        """bool: every pair knows the nominal cost of both its decisions."""
+        return bool(np.all(np.isfinite(self.preferred_cost)) and np.all(np.isfinite(self.other_cost)))
+
+    @classmethod
+    def from_candidates(cls, candidates, preferred, other, rater=""):
+        """Pairs of rows of a :class:`~pyomo_prefobj.candidates.Candidates` set.
+
+        Args:
+            candidates: the Candidates the rows index.
+            preferred, other: integer arrays ``(n,)`` of candidate rows, the
+                preferred one first.
+            rater: one name for all pairs, or an array ``(n,)``.
+        """
+        preferred, other = np.asarray(preferred, dtype=int), np.asarray(other, dtype=int)
+        rater = np.broadcast_to(np.asarray(rater, dtype=str), preferred.shape)
+        return cls(
+            context=candidates.context[preferred],
+            preferred=candidates.u[preferred],
+            other=candidates.u[other],
+            rater=rater,
+            names=candidates.names,
+            preferred_cost=candidates.nominal_cost[preferred],
+            other_cost=candidates.nominal_cost[other],
+        )
+
     def subset(self, index):
         """Return the pairs at ``index`` (an index array or boolean mask)."""
         return Pairs(
             self.context[index], self.preferred[index], self.other[index],
-            self.rater[index], self.names,
+            self.rater[index], self.names, self.preferred_cost[index], self.other_cost[index],
         )
 
     @classmethod
@@ -112,6 +155,8 @@ class Pairs:
             np.vstack([p.other for p in parts]),
             np.concatenate([p.rater for p in parts]),
             parts[0].names,
+            np.concatenate([p.preferred_cost for p in parts]),
+            np.concatenate([p.other_cost for p in parts]),
         )
 
     def save(self, path):
@@ -123,6 +168,8 @@ class Pairs:
             other=self.other,
             rater=self.rater.astype(str),
             names=np.array(self.names, dtype=str),
+            preferred_cost=self.preferred_cost,
+            other_cost=self.other_cost,
         )
 
     @classmethod
@@ -137,6 +184,8 @@ class Pairs:
             return cls(
                 data["context"], data["preferred"], data["other"],
                 data["rater"], tuple(data["names"].tolist()),
+                # Files written before the costs were stored have none.
+                data.get("preferred_cost"), data.get("other_cost"),
             )
         except (KeyError, ValueError) as exc:
             raise FileFormatError(f"cannot read pairs from {path}: {exc}") from exc

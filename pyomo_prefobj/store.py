@@ -1213,12 +1213,8 @@ class PreferenceStore:
         a_wins = np.array([r[2] == "A" for r in rows])
         preferred = np.where(a_wins, first, second)
         other = np.where(a_wins, second, first)
-        return Pairs(
-            context=candidates.context[preferred],
-            preferred=candidates.u[preferred],
-            other=candidates.u[other],
-            rater=np.array([r[3] for r in rows], dtype=str),
-            names=candidates.names,
+        return Pairs.from_candidates(
+            candidates, preferred, other, rater=np.array([r[3] for r in rows], dtype=str)
         )
 
 

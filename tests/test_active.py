@@ -87,7 +87,7 @@ def test_control_without_disagreement_the_gain_is_gone(tiny_split, tiny_candidat
     noise = np.random.default_rng(99)
     monkeypatch.setattr(EnsembleLearner, "fit", lambda self, *args, **kwargs: self)
     monkeypatch.setattr(EnsembleLearner, "disagreement",
-                        lambda self, context, first, second: noise.random(len(first)))
+                        lambda self, context, first, second, *costs: noise.random(len(first)))
     gain = active_gain(tiny_split, tiny_candidates, tiny_user, random_accuracy)
     assert not gain.mean() > MIN_GAIN, gain  # the test above would fail
 

@@ -5,6 +5,7 @@ default feasibility tolerance); objective values relative 1e-6 with an
 absolute floor of 1e-6 unless stated otherwise.
 """
 
+import dataclasses
 import io
 
 import numpy as np
@@ -430,3 +431,44 @@ def test_scip_options_keep_the_optimum(fitted_model, span_penalty):
         assert results.solver.termination_condition == pyo.TerminationCondition.optimal
         values.append(pyo.value(active_objective(m)))
     assert values[1] == pytest.approx(values[0], rel=1e-6, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def cost_weighing_model(toy_pairs):
+    m = build_toy_model()
+    add_component(m)
+    m.pref.fit(toy_pairs, seed=0, nominal_weight=True, **FAST_FIT)
+    return m
+
+
+def test_nominal_weight_adds_the_learned_share_of_the_nominal_cost(cost_weighing_model):
+    m = cost_weighing_model
+    weight = m.pref.learner.nominal_weights(np.array([CONTEXT]))[0]
+    assert weight > 0
+    m.pref.activate(CONTEXT)
+    try:
+        solve(m)
+        u = m.pref.decision_values()
+        extra = pyo.value(active_objective(m)) - m.pref.cost(CONTEXT).value(u)
+        assert extra == pytest.approx(weight * pyo.value(m.cost.expr), rel=1e-6)
+    finally:
+        m.pref.deactivate()
+
+
+def test_nominal_weight_prices_a_maximized_objective_negated(toy_pairs):
+    m = build_toy_model()
+    m.cost.deactivate()
+    m.profit = pyo.Objective(expr=-m.cost.expr, sense=pyo.maximize)
+    add_component(m)
+    flipped = dataclasses.replace(
+        toy_pairs, preferred_cost=-toy_pairs.preferred_cost, other_cost=-toy_pairs.other_cost
+    )
+    m.pref.fit(flipped, seed=0, nominal_weight=True, **FAST_FIT)
+    weight = m.pref.learner.nominal_weights(np.array([CONTEXT]))[0]
+    m.pref.activate(CONTEXT)
+    solve(m)
+    u = m.pref.decision_values()
+    extra = pyo.value(active_objective(m)) - m.pref.cost(CONTEXT).value(u)
+    # A higher profit is a lower cost: the share enters as -weight * profit.
+    assert weight > 0
+    assert extra == pytest.approx(-weight * pyo.value(m.profit.expr), rel=1e-6)

@@ -22,6 +22,7 @@ from conftest import (
     solve,
 )
 from pyomo_prefobj import FitReport, Pairs, PreferenceLearner
+from pyomo_prefobj.errors import LearningError
 
 HELD_OUT = np.random.default_rng(7).uniform(0.0, 1.0, size=(8, 2))
 SEEDS = (0, 1, 2)
@@ -234,3 +235,41 @@ def test_noisy_labels_still_beat_nominal(toy_candidates, latent_user):
         learned = latent_user.cost(learned_solution(m, t), t)
         wins += learned < latent_user.cost(latent_user.nominal(t), t)
     assert wins >= 3
+
+
+def _off_span_cost_pairs(n, rng):
+    """Pairs ranked by a linear cost that lies off the first PCA direction."""
+    scale = np.array([5.0, 1.0, 1.0, 1.0, 1.0])
+    a, b = rng.normal(size=(n, 5)) * scale, rng.normal(size=(n, 5)) * scale
+    price = np.array([0.0, 1.0, -1.0, 0.5, 1.0])
+    cost_a, cost_b = a @ price, b @ price
+    a_wins = cost_a < cost_b
+    return Pairs(
+        np.zeros((n, 0)),
+        np.where(a_wins[:, None], a, b), np.where(a_wins[:, None], b, a),
+        preferred_cost=np.where(a_wins, cost_a, cost_b),
+        other_cost=np.where(a_wins, cost_b, cost_a),
+    )
+
+
+@pytest.mark.parametrize("nominal_weight", [False, True])
+def test_nominal_weight_ranks_by_a_cost_the_pca_span_cannot_see(nominal_weight):
+    pairs = _off_span_cost_pairs(400, np.random.default_rng(5))
+    train, test = pairs.subset(np.arange(300)), pairs.subset(np.arange(300, 400))
+    learner = PreferenceLearner(
+        n_components=1, nominal_weight=nominal_weight, max_epochs=60, progress=False, seed=0
+    ).fit(train)
+    weight = learner.nominal_weights(np.zeros((1, 0)))[0]
+    if nominal_weight:
+        assert weight > 0 and learner.accuracy(test) > 0.95
+    else:
+        # The one PCA coordinate carries none of the cost: near chance.
+        assert weight == 0 and learner.accuracy(test) < 0.7
+
+
+def test_nominal_weight_needs_the_pairs_costs():
+    pairs = quadratic_pairs(50, np.random.default_rng(6))
+    with pytest.raises(LearningError, match="nominal_weight=True needs the nominal cost"):
+        PreferenceLearner(nominal_weight=True, max_epochs=2, progress=False).fit(pairs)
+    with pytest.raises(LearningError, match="nominal_weight must be True or False"):
+        PreferenceLearner(nominal_weight="yes", max_epochs=2, progress=False).fit(pairs)

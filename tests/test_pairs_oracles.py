@@ -5,6 +5,7 @@ import pytest
 
 from conftest import DECISION_NAMES, add_component, build_toy_model
 from pyomo_prefobj import Candidates, ConsoleOracle, Pairs, ScoreOracle
+from pyomo_prefobj.errors import PairsError
 
 
 def small_candidates():
@@ -208,3 +209,31 @@ def test_pairs_subset_and_concatenate(toy_pairs):
 def test_pairs_one_dimensional_context_is_a_column():
     pairs = Pairs([0.1, 0.2], np.zeros((2, 3)), np.ones((2, 3)))
     assert pairs.context.shape == (2, 1)
+
+
+def test_ask_stores_the_nominal_cost_of_both_decisions(toy_pairs, toy_candidates):
+    assert toy_pairs.has_costs
+    # Each decision's stored cost is its candidate's nominal cost.
+    for k in (0, 7, 123):
+        row = np.flatnonzero((toy_candidates.u == toy_pairs.preferred[k]).all(axis=1)
+                             & (toy_candidates.context == toy_pairs.context[k]).all(axis=1))
+        assert toy_pairs.preferred_cost[k] == toy_candidates.nominal_cost[row[0]]
+
+
+def test_pairs_costs_survive_save_load_subset_and_concatenate(tmp_path, toy_pairs):
+    toy_pairs.save(tmp_path / "pairs.npz")
+    loaded = Pairs.load(tmp_path / "pairs.npz")
+    np.testing.assert_array_equal(loaded.preferred_cost, toy_pairs.preferred_cost)
+    np.testing.assert_array_equal(loaded.other_cost, toy_pairs.other_cost)
+    joined = Pairs.concatenate([toy_pairs.subset(np.arange(5)), toy_pairs.subset(np.arange(5, 9))])
+    np.testing.assert_array_equal(joined.other_cost, toy_pairs.other_cost[:9])
+
+
+def test_pairs_without_costs_have_nan_costs():
+    pairs = Pairs(np.zeros((2, 0)), np.eye(2), np.ones((2, 2)))
+    assert np.isnan(pairs.preferred_cost).all() and not pairs.has_costs
+
+
+def test_pairs_cost_of_wrong_shape_is_refused():
+    with pytest.raises(PairsError, match=r"Pairs.other_cost must have shape \(2,\)"):
+        Pairs(np.zeros((2, 0)), np.eye(2), np.ones((2, 2)), other_cost=[1.0, 2.0, 3.0])

@@ -218,3 +218,16 @@ def test_candidates_save_load_round_trip(tmp_path, toy_candidates):
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(FileFormatError, match="cannot read candidates"):
         Candidates.load(tmp_path / "truncated.npz")
+
+
+def test_save_load_keeps_the_learned_nominal_weight(toy_pairs, tmp_path):
+    m = build_toy_model()
+    m.pref = PreferenceObjective(decisions=[m.x, m.y, m.n], context=[m.theta], progress=False)
+    m.pref.fit(toy_pairs, seed=0, nominal_weight=True, max_epochs=20, progress=False)
+    m.pref.save(tmp_path / "weighted.npz")
+    m2 = build_toy_model()
+    m2.pref = PreferenceObjective.load(tmp_path / "weighted.npz")
+    for context in CONTEXTS:
+        before = m.pref.learner.nominal_weights(np.array([context]))
+        assert before[0] > 0
+        np.testing.assert_array_equal(m2.pref.learner.nominal_weights(np.array([context])), before)

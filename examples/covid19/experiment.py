@@ -489,7 +489,8 @@ def configure_logging(verbose):
 
 
 def key_value(text):
-    """Parse a command-line ``KEY=VALUE``; the value is read as int, float or str.
+    """Parse a command-line ``KEY=VALUE``; the value is read as a bool
+    (``true``/``false``), int, float or str.
 
     Raises:
         argparse.ArgumentTypeError: ``text`` has no ``=`` or an empty key.
@@ -497,6 +498,8 @@ def key_value(text):
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value.strip().lower() in ("true", "false"):
+        return key.strip(), value.strip().lower() == "true"
     for kind in (int, float):
         try:
             return key.strip(), kind(value)
