@@ -491,7 +491,11 @@ class PreferenceObjectiveData(BlockData):
 
         Returns:
             QuadraticCost: ``H`` ``(d, d)``, ``q`` ``(d,)``, constant; its
-            ``value(u)`` equals the learned objective's value at ``u``.
+            ``value(u)`` equals the learned quadratic's value at ``u``. The
+            activated objective adds to it the learned share of the nominal
+            cost (``fit(nominal_weight=True)``; per unit of ``J``:
+            ``learner.nominal_weights(context)``) and whatever
+            ``tie_break`` / ``span_penalty`` ask for.
         """
         self._check_fitted()
         return self._learner.cost(self._check_context(context))
