@@ -563,7 +563,7 @@ class PreferenceObjectiveData(BlockData):
                 raise ModelError(f"{self.name}: {name} must be a number >= 0 or None; got {option!r}")
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
-        factor, linear = self._learner.compressed(values.reshape(1, -1))
+        factor, linear, learned_weight = self._learner.terms(values.reshape(1, -1))
         saved_context = self._saved_context if was_active else self.context_values()
         try:
             if self.component("learned") is not None:
@@ -572,9 +572,8 @@ class PreferenceObjectiveData(BlockData):
             self._push(formulation, factor[0], linear[0], values)
             if trust_region is not None:
                 self._bound_coordinates(float(trust_region))
-            learned_weight = float(self._learner.nominal_weights(values.reshape(1, -1))[0])
-            if learned_weight:
-                self._add_nominal_share(nominal, learned_weight)
+            if learned_weight[0]:
+                self._add_nominal_share(nominal, float(learned_weight[0]))
             if tie_break:
                 self._add_tie_break(nominal, float(tie_break))
             if span_penalty:

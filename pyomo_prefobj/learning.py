@@ -83,14 +83,11 @@ class QuadraticNetwork(nn.Module):
 
     def forward(self, context):
         """Return ``S`` ``(n, r, r)``, ``q`` ``(n, r)`` and the weight of the
-        nominal cost ``(n,)`` (zeros without ``nominal_weight``)."""
+        nominal cost ``(n,)`` (``None`` without ``nominal_weight``)."""
         out = self.body(context)
         r = self.n_components
         factor, linear = out[:, : r * r].reshape(-1, r, r), out[:, r * r : r * r + r]
-        if self.nominal_weight:
-            weight = nn.functional.softplus(out[:, -1])
-        else:
-            weight = torch.zeros(len(out), dtype=out.dtype, device=out.device)
+        weight = nn.functional.softplus(out[:, -1]) if self.nominal_weight else None
         return factor, linear, weight
 
 
@@ -98,7 +95,7 @@ def quadratic_value(factor, linear, z, weight=None, cost=None):
     """``1/2 ||S' z||^2 + q' z (+ weight * cost)`` row by row.
 
     Shapes ``(n,r,r), (n,r), (n,r)``; ``weight`` and ``cost`` (the scaled
-    nominal cost) ``(n,)``, both or neither.
+    nominal cost) ``(n,)``; no such term when ``weight`` is ``None``.
     """
     reduced = torch.einsum("nij,ni->nj", factor, z)
     value = 0.5 * (reduced ** 2).sum(dim=1) + (linear * z).sum(dim=1)
@@ -505,24 +502,33 @@ class PreferenceLearner:
                 "this PreferenceLearner is not fitted yet; call fit(pairs) first"
             )
 
-    def _outputs(self, contexts):
+    def terms(self, contexts):
+        """The learned cost's terms at contexts ``(n, k)``.
+
+        Returns:
+            ``S`` ``(n, r, r)``, ``qz`` ``(n, r)`` and the weight of the
+            nominal cost per unit of ``J``, ``(n,)`` (zeros without
+            ``nominal_weight``).
+        """
         # float64 so that one context alone and in a batch give the same S, q.
         self._check_fitted()
         inputs = torch.as_tensor(self._context_inputs(contexts), dtype=torch.float64)
         network = copy.deepcopy(self.network_).double()
         with torch.no_grad():
-            return [t.numpy() for t in network(inputs)]
+            factor, linear, weight = network(inputs)
+        weight = np.zeros(len(inputs)) if weight is None else weight.numpy() / self.cost_scale_
+        return factor.numpy(), linear.numpy(), weight
 
     def compressed(self, contexts):
         """Return ``S`` ``(n, r, r)`` and ``qz`` ``(n, r)`` for contexts ``(n, k)``."""
-        factor, linear, _ = self._outputs(contexts)
+        factor, linear, _ = self.terms(contexts)
         return factor, linear
 
     def nominal_weights(self, contexts):
         """Weight of the nominal cost ``J`` (per unit of ``J``) in the learned
         cost at contexts ``(n, k)``, shape ``(n,)``; zeros without
         ``nominal_weight``."""
-        return self._outputs(contexts)[2] / self.cost_scale_
+        return self.terms(contexts)[2]
 
     def cost(self, context=()):
         """Return the :class:`QuadraticCost` in decision space at one context."""
@@ -539,7 +545,7 @@ class PreferenceLearner:
         self._check_fitted()
         u = np.asarray(u, dtype=float)
         z = (u - self.mean_) @ self.projection_.T
-        factor, linear, weight = self._outputs(context)
+        factor, linear, weight = self.terms(context)
         reduced = np.einsum("nij,ni->nj", factor, z)
         value = 0.5 * (reduced ** 2).sum(axis=1) + (linear * z).sum(axis=1)
         if not self.nominal_weight:
@@ -549,7 +555,7 @@ class PreferenceLearner:
                 "this learner weighs the nominal cost (nominal_weight=True); "
                 "predict_cost needs nominal_cost"
             )
-        return value + weight * (np.asarray(nominal_cost, dtype=float) - self.cost_mean_) / self.cost_scale_
+        return value + weight * (np.asarray(nominal_cost, dtype=float) - self.cost_mean_)
 
     def disagreeing_raters(self, threshold=0.3):
         """Raters whose learned flip rate exceeds ``threshold`` (``"flip"`` loss).
