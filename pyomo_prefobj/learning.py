@@ -352,10 +352,12 @@ class PreferenceLearner:
             x = self._context_inputs(pairs.context[index])
             za = (pairs.preferred[index] - self.mean_) @ self.projection_.T
             zb = (pairs.other[index] - self.mean_) @ self.projection_.T
-            ca = self._scaled_cost(pairs.preferred_cost[index])
-            cb = self._scaled_cost(pairs.other_cost[index])
-            data = [torch.as_tensor(a, dtype=torch.float32, device=device)
-                    for a in (x, za, zb, ca, cb)]
+            data = [torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, za, zb)]
+            if self.nominal_weight:
+                data += [torch.as_tensor(self._scaled_cost(c[index]), dtype=torch.float32, device=device)
+                         for c in (pairs.preferred_cost, pairs.other_cost)]
+            else:  # no cost term: nothing to index in every training step
+                data += [None, None]
             return data + [torch.as_tensor(rater_index[index], dtype=torch.long, device=device)]
 
         train_data, validation_data = tensors(train), tensors(validation)
@@ -450,7 +452,9 @@ class PreferenceLearner:
             total = 0.0
             for batch in np.array_split(rng.permutation(n_train), max(n_train // self.batch_size, 1)):
                 index = torch.as_tensor(batch, device=train_data[0].device)
-                loss = self._batch_loss(network, *(t[index] for t in train_data))
+                loss = self._batch_loss(
+                    network, *(None if t is None else t[index] for t in train_data)
+                )
                 optimizer.zero_grad()
                 (loss + self._penalty(network)).backward()
                 optimizer.step()
@@ -489,7 +493,7 @@ class PreferenceLearner:
         network = self.network_
         device = next(network.parameters()).device
         with torch.no_grad():
-            x, za, zb, ca, cb = (t.to(device) for t in data[:5])
+            x, za, zb, ca, cb = (None if t is None else t.to(device) for t in data[:5])
             factor, linear, weight = network(x)
             wins = (quadratic_value(factor, linear, za, weight, ca)
                     < quadratic_value(factor, linear, zb, weight, cb))
