@@ -166,7 +166,7 @@ class PreferenceObjectiveData(BlockData):
         self._progress = bool(progress)
         self._solver_options = dict(solver_options or {})
         self._learner = learner
-        self._links = {"nominal": None}  # a dict: Pyomo would adopt a bare component attribute
+        self._links = {"nominal": None, "built_for": None}  # a dict: Pyomo would adopt a bare component attribute
         self._saved_context = None
         self._activation = {}  # activate's options, re-applied after a refit
 
@@ -510,7 +510,10 @@ class PreferenceObjectiveData(BlockData):
 
         The nominal objective is deactivated and remembered; the context
         Params take the values of ``context`` (``None``: their current
-        values). Calling it again changes the context.
+        values). Calling it again changes the context; the rows that depend
+        on the fit only (the PCA coordinates ``z = P (u - mu)``, the span
+        penalty's rows) stay the same Pyomo components, so a persistent
+        solver only updates the context's rows and objective.
 
         Args:
             context: context values, length ``k`` (``None``: current values).
@@ -566,9 +569,7 @@ class PreferenceObjectiveData(BlockData):
         factor, linear, learned_weight = self._learner.terms(values.reshape(1, -1))
         saved_context = self._saved_context if was_active else self.context_values()
         try:
-            if self.component("learned") is not None:
-                self.del_component("learned")
-            self.learned = pyo.Block()
+            self._prepare_learned_block(formulation, trust_region, span_penalty)
             self._push(formulation, factor[0], linear[0], values)
             if trust_region is not None:
                 self._bound_coordinates(float(trust_region))
@@ -585,6 +586,7 @@ class PreferenceObjectiveData(BlockData):
             # Whatever failed, the nominal objective stays (or comes back).
             if self.component("learned") is not None:
                 self.del_component("learned")
+            self._links["built_for"] = None
             self._set_context(saved_context)
             nominal.activate()
             self._links["nominal"] = None
@@ -605,6 +607,37 @@ class PreferenceObjectiveData(BlockData):
             self._set_context(self._saved_context)
             self._links["nominal"] = None
         super().deactivate()
+
+    def _prepare_learned_block(self, formulation, trust_region, span_penalty):
+        """Empty ``self.learned`` for a new activation, keeping what does not
+        depend on the context.
+
+        The coordinate rows ``z = P (u - mu)`` (``r`` rows of up to ``d``
+        terms) and the span penalty's rows depend on the fit only, so a
+        repeated ``activate`` of the same fit keeps them (a persistent
+        solver then sees only the context's rows and objective change);
+        everything else is rebuilt.
+        """
+        learned = self.component("learned")
+        if learned is None or self._links.get("built_for") is not self._learner:
+            if learned is not None:
+                self.del_component("learned")
+            self.learned = pyo.Block()
+            self._links["built_for"] = self._learner
+            return
+        keep = set()
+        if formulation == "compact" or trust_region is not None or span_penalty:
+            keep |= {"z", "z_definition"}
+        if span_penalty:
+            keep |= {"span_above", "span_below", "span_residual"}
+        for component in list(learned.component_objects(descend_into=False)):
+            if component.local_name not in keep:
+                learned.del_component(component)
+        if learned.component("z") is not None:
+            for z in learned.z.values():
+                z.setlb(None)
+                z.setub(None)
+        learned.activate()
 
     def _add_coordinates(self, block):
         """Add ``z = P (u - mu)`` (``r`` variables and equalities) to ``block``
@@ -653,13 +686,15 @@ class PreferenceObjectiveData(BlockData):
         kappa = float(np.sum(factor ** 2)) / r  # trace(S S') / r
         rate = weight * kappa / float(std[-1])
         d = len(u)
-        block.span_above = pyo.Var(range(d), bounds=(0, None))
-        block.span_below = pyo.Var(range(d), bounds=(0, None))
-        block.span_residual = pyo.Constraint(
-            range(d),
-            rule=lambda b, i: u[i] - sum(float(back[i, j]) * b.z[j] for j in range(r) if back[i, j] != 0.0)
-            - b.span_above[i] + b.span_below[i] == float(learner.mean_[i]),
-        )
+        if block.component("span_residual") is None:  # kept from the last activate
+            block.span_above = pyo.Var(range(d), bounds=(0, None))
+            block.span_below = pyo.Var(range(d), bounds=(0, None))
+            block.span_residual = pyo.Constraint(
+                range(d),
+                rule=lambda b, i: u[i]
+                - sum(float(back[i, j]) * b.z[j] for j in range(r) if back[i, j] != 0.0)
+                - b.span_above[i] + b.span_below[i] == float(learner.mean_[i]),
+            )
         objective = block.objective
         objective.set_value(
             objective.expr + rate * sum(block.span_above[i] + block.span_below[i] for i in range(d))

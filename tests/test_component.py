@@ -176,6 +176,35 @@ def test_activate_and_deactivate(fitted_model):
     assert not m.pref.learned.active
 
 
+def test_reactivation_keeps_the_fits_rows_for_a_persistent_solver(fitted_model):
+    """A new context replaces only the rows and objective that depend on it:
+    the coordinate and span rows stay the same Pyomo objects, so a
+    persistent solver only updates those, and it solves the new context as a
+    fresh solve does."""
+    from pyomo.contrib.solver.common.factory import SolverFactory as ContribSolverFactory
+    from pyomo.contrib.solver.common.results import TerminationCondition
+
+    m = fitted_model
+    m.pref.activate(CONTEXT, span_penalty=0.5, trust_region=0.0)
+    kept = (m.pref.learned.z_definition, m.pref.learned.span_residual)
+    persistent = ContribSolverFactory("scip_persistent")
+    persistent.solve(m)
+    m.pref.activate(OTHER_CONTEXT, span_penalty=0.5)
+    assert m.pref.learned.z_definition is kept[0]
+    assert m.pref.learned.span_residual is kept[1]
+    # The trust region of the first activation is gone.
+    assert all(z.bounds == (None, None) for z in m.pref.learned.z.values())
+    results = persistent.solve(m)
+    assert results.termination_condition == TerminationCondition.convergenceCriteriaSatisfied
+    reused = pyo.value(active_objective(m))
+    solve(m, "scip_direct")
+    assert reused == pytest.approx(pyo.value(active_objective(m)), rel=1e-6, abs=1e-6)
+    # Without the penalty its rows go.
+    m.pref.activate(CONTEXT)
+    assert m.pref.learned.component("span_residual") is None
+    assert m.pref.learned.z_definition is kept[0]
+
+
 def test_activate_without_context_keeps_current_params(fitted_model):
     m = fitted_model
     set_context(m, OTHER_CONTEXT)

@@ -23,7 +23,8 @@ Protocol, for each seed ``s`` and each configuration (``n_pairs``, ``flip``):
 4. **Evaluate** at ``n_eval`` contexts evenly spaced in ``[0, 1]``: solve the
    nominal model (once per run: it depends neither on the seed nor, in this
    model, on ``x0``) and the model with the learned objective activated,
-   both with SCIP (``scip_direct``). A
+   both with SCIP (Pyomo's ``scip_persistent``: one SCIP model per run,
+   and between contexts only the learned rows and objective change). A
    **win** is a context where the surrogate's decision has a strictly lower
    composite cost ``phi`` than the nominal decision.
 
@@ -551,13 +552,28 @@ def _chunks(values, size=CONTEXT_CHUNK):
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
-def _solve(m, user, x0, time_limit, gap, options=None):
+def _solver(name="scip_persistent"):
+    """A Pyomo SCIP interface, by default the persistent one.
+
+    The persistent interface keeps its SCIP model between solves and only
+    updates what changed: between two contexts, ``activate`` keeps the
+    coordinate rows and replaces only the context's rows and objective, so
+    the 216-variable model is not translated again (``scip_direct``
+    translates it at every solve; same solutions,
+    ``benchmarks/bench_covid19.py`` compares the two).
+    """
+    return SolverFactory(name)
+
+
+def _solve(m, solver, user, x0, time_limit, gap, options=None):
     """Solve ``m`` with its active objective; score the decision at ``x0``.
+
+    Args:
+        solver: the solver of :func:`_solver` used for every solve of ``m``.
 
     Returns:
         tuple ``(phi, R, J, wall seconds, SCIP seconds, status)``.
     """
-    solver = SolverFactory("scip_direct")
     start = time.perf_counter()
     results = solver.solve(
         m,
@@ -654,13 +670,13 @@ def nominal_solutions(x0_values, time_limit=120.0, gap=None, one_swap=False, opt
     m = _model()
     if one_swap:
         m.y[m.temporary.last()].fix(1)
-    user = SimulatedUser()
+    user, solver = SimulatedUser(), _solver()
     rows = []
     solve_each = nominal_depends_on_context()
     for position, x0 in enumerate(x0_values):
         m.x0.set_value(float(x0))
         if solve_each or position == 0:
-            rows.append(_solve(m, user, x0, time_limit, gap, options))
+            rows.append(_solve(m, solver, user, x0, time_limit, gap, options))
             decision = m.pref.decision_values()
             continue
         R, J = user.terms(decision, float(x0))
@@ -752,25 +768,26 @@ def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
 
 
 def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, activation=None,
-                        options=None):
+                        options=None, solver="scip_persistent"):
     """Load a saved fit and solve the model with it at each context.
 
     Args:
         activation: keyword arguments of ``activate`` (see
             :attr:`ExperimentSettings.activation`).
         options: further SCIP parameters.
+        solver: name of the Pyomo SCIP interface (``pyomo.contrib.solver``).
 
     Returns:
         ContextSolutions: the surrogate decisions' scores and solve times.
     """
     m = build_model()
     m.pref = PreferenceObjective.load(path)
-    user = SimulatedUser()
+    user, solver = SimulatedUser(), _solver(solver)
     rows = []
     for x0 in x0_values:
         m.pref.activate([float(x0)], **(activation or {}))
         try:
-            rows.append(_solve(m, user, x0, time_limit, gap, options))
+            rows.append(_solve(m, solver, user, x0, time_limit, gap, options))
         finally:
             m.pref.deactivate()
     return _solutions(rows, x0_values)
