@@ -144,6 +144,28 @@ def spread_batch(index_pairs, score, n):
     return np.array(taken, dtype=int)
 
 
+def leading_candidates(ensemble, candidates, k):
+    """Mask of the ``k`` candidates of each context the ensemble ranks best.
+
+    Each member ranks a context's candidates by its learned cost; a
+    candidate's place is its mean rank over the members (ties by position).
+
+    Returns:
+        bool array ``(len(candidates),)``.
+    """
+    ensemble._check_fitted()
+    k = int(k)
+    costs = np.array([
+        member.predict_cost(candidates.context, candidates.u, candidates.nominal_cost)
+        for member in ensemble.members_
+    ])
+    lead = np.zeros(len(candidates), dtype=bool)
+    for members in candidates.groups():
+        ranks = np.argsort(np.argsort(costs[:, members], axis=1, kind="stable"), axis=1)
+        lead[members[np.argsort(ranks.mean(axis=0), kind="stable")[:k]]] = True
+    return lead
+
+
 def most_disputed(ensemble, candidates, index_pairs, n):
     """``n`` rows of ``index_pairs`` the ensemble disagrees on most (see :func:`spread_batch`)."""
     if len(index_pairs) == 0:
@@ -153,7 +175,7 @@ def most_disputed(ensemble, candidates, index_pairs, n):
 
 
 def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=5,
-               seed=None, progress=True, rater="", **learner_options):
+               seed=None, progress=True, rater="", top=None, **learner_options):
     """Ask ``oracle`` about ``n_pairs`` pairs, chosen where an ensemble disagrees.
 
     Args:
@@ -166,6 +188,11 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
         seed: seed of the random start, the A/B order and the ensemble.
         progress: show a progress bar.
         rater: name stored with every answer.
+        top: ask only about pairs with at least one of the ``top``
+            candidates the ensemble ranks best at their context (while
+            enough such pairs are open; ``None``: every pair). The solver
+            picks the decision the learned cost ranks first, so ordering
+            the best candidates right matters more than ordering the rest.
         **learner_options: :class:`PreferenceLearner` hyperparameters of the
             ensemble members (e.g. ``max_epochs``).
 
@@ -177,6 +204,8 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
     n_pairs = int(n_pairs)
     initial = max(n_pairs // 8, 20) if initial is None else int(initial)
     batch = max(n_pairs // 8, 10) if batch is None else int(batch)
+    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1):
+        raise LearningError(f"top must be a positive integer or None; got {top!r}")
     rng = np.random.default_rng(seed)
     pool = candidate_pairs(candidates)
     pool = pool[rng.permutation(len(pool))]
@@ -211,6 +240,11 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
             fitted = True
             open_positions = np.flatnonzero(~asked)
             take = min(batch, n_pairs - int(asked.sum()))
+            if top is not None:
+                lead = leading_candidates(ensemble, candidates, top)
+                focused = open_positions[lead[pool[open_positions, 0]] | lead[pool[open_positions, 1]]]
+                if len(focused) >= take:
+                    open_positions = focused
             score = ensemble.candidate_disagreement(
                 candidates, pool[open_positions, 0], pool[open_positions, 1]
             )

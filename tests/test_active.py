@@ -114,6 +114,37 @@ def test_most_disputed_pairs_are_disputed_and_spread(tiny_split, tiny_user):
     assert not np.allclose(weights[0], weights[1])
 
 
+def test_top_asks_only_about_pairs_with_a_leading_candidate(tiny_split, tiny_user, monkeypatch):
+    pool, _ = tiny_split
+    masks, asked = [], []
+    leading = active.leading_candidates
+
+    def spy(ensemble, candidates, k):
+        masks.append(leading(ensemble, candidates, k))
+        # The k best by the members' mean rank (one context here).
+        costs = np.array([m.predict_cost(candidates.context, candidates.u) for m in ensemble.members_])
+        ranks = np.argsort(np.argsort(costs, axis=1, kind="stable"), axis=1).mean(axis=0)
+        assert set(np.flatnonzero(masks[-1])) == set(np.argsort(ranks, kind="stable")[:k])
+        return masks[-1]
+
+    monkeypatch.setattr(active, "leading_candidates", spy)
+    oracle = tiny_user.oracle()
+
+    def recording(a, b):
+        asked.append((a, b))
+        return oracle(a, b)
+
+    ask_active(pool, 30, recording, initial=10, batch=10, n_members=3, seed=0, progress=False,
+               top=2, **LEARNER)
+    assert len(masks) == 2 and all(mask.sum() == 2 for mask in masks)
+    row = {tuple(u): i for i, u in enumerate(pool.u.tolist())}
+    for k, mask in enumerate(masks):  # the batch asked after refit k
+        for a, b in asked[10 * (k + 1): 10 * (k + 2)]:
+            assert mask[row[tuple(a.u.tolist())]] or mask[row[tuple(b.u.tolist())]]
+    with pytest.raises(ValueError, match="top must be a positive integer"):
+        ask_active(pool, 30, recording, top=0, progress=False, **LEARNER)
+
+
 def test_spread_batch_fills_up_when_candidates_run_out():
     rows = np.array([[0, 1], [0, 2], [1, 2], [3, 4]])
     assert active.spread_batch(rows, [4.0, 3.0, 2.0, 1.0], 2).tolist() == [0, 3]

@@ -230,7 +230,7 @@ class _AnswerLog:
 
 
 def active_questions(candidates, seed, budgets, flip, settings, batch=ACTIVE_BATCH,
-                     n_members=ENSEMBLE_MEMBERS):
+                     n_members=ENSEMBLE_MEMBERS, top=None):
     """Ask the simulated user ``max(budgets)`` questions chosen by ensemble disagreement.
 
     Runs :func:`pyomo_prefobj.active.ask_active` once, with ``batch`` random
@@ -247,6 +247,7 @@ def active_questions(candidates, seed, budgets, flip, settings, batch=ACTIVE_BAT
         settings: :class:`~examples.covid19.experiment.ExperimentSettings`.
         batch: see above.
         n_members: ensemble size.
+        top: ``ask_active``'s ``top`` (``None``: every pair).
 
     Returns:
         dict: ``pairs`` (all answered pairs, in the order asked) and
@@ -260,7 +261,7 @@ def active_questions(candidates, seed, budgets, flip, settings, batch=ACTIVE_BAT
     training = _training(settings)
     pairs = ask_active(
         candidates, budgets[-1], oracle, initial=batch, batch=batch, n_members=n_members,
-        seed=seed, progress=False, loss=training["loss"], min_epochs=training["min_epochs"],
+        seed=seed, progress=False, top=top, loss=training["loss"], min_epochs=training["min_epochs"],
         max_epochs=training["max_epochs"], n_components=training["n_components"],
         **training["fit_options"],
     )
@@ -286,6 +287,7 @@ class ActiveResult:
         budgets: the pair budgets, increasing.
         flip: share of the simulated user's answers inverted.
         batch, n_members: the active loop's batch size and ensemble size.
+        top: ``ask_active``'s ``top`` (``None``: every pair).
         wins: ``{"random": (n_seeds, n_budgets), "active": ...}`` integer arrays.
         n_answered: same layout, pairs answered (ties dropped).
         eval_contexts: number of evaluation contexts.
@@ -299,6 +301,7 @@ class ActiveResult:
     flip: float
     batch: int
     n_members: int
+    top: int
     wins: dict
     n_answered: dict
     eval_contexts: int
@@ -329,6 +332,7 @@ class ActiveResult:
             "flip": self.flip,
             "batch": self.batch,
             "n_members": self.n_members,
+            "top": self.top,
             "eval_contexts": self.eval_contexts,
             "wins": {arm: {str(s): w.tolist() for s, w in zip(self.settings.seeds, wins)}
                      for arm, wins in self.wins.items()},
@@ -364,7 +368,7 @@ def _check_budgets(budgets, batch):
 
 
 def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
-               n_members=ENSEMBLE_MEMBERS):
+               n_members=ENSEMBLE_MEMBERS, top=None):
     """Wins of random and active pairs at each budget, for every seed.
 
     Args:
@@ -376,6 +380,8 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         flip: share of the simulated user's answers inverted.
         batch: see :func:`active_questions`.
         n_members: ensemble size.
+        top: ask only about pairs with one of the ``top`` candidates the
+            ensemble ranks best (``None``: every pair).
 
     Returns:
         ActiveResult
@@ -387,7 +393,8 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
     nominal = _nominal(runner, eval_x0, settings)
     candidates = sample_candidates(settings, runner)
     asked = runner("asking (active)", [
-        (active_questions, (candidates[seed], seed, budgets, flip, settings, batch, n_members))
+        (active_questions,
+         (candidates[seed], seed, budgets, flip, settings, batch, n_members, top))
         for seed in settings.seeds
     ])
     workdir = tempfile.mkdtemp(prefix="covid19_people_")
@@ -423,6 +430,7 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         flip=float(flip),
         batch=int(batch),
         n_members=int(n_members),
+        top=None if top is None else int(top),
         wins=wins,
         n_answered=answered,
         eval_contexts=len(eval_x0),
@@ -453,7 +461,10 @@ def format_active(result):
         f"Wins out of {result.eval_contexts} evaluation contexts, {len(seeds)} seed(s) "
         f"{list(seeds)}, {result.settings.train_contexts} training contexts x "
         f"{result.settings.candidates_per_context} candidates, "
-        f"{round(100 * result.flip)}% flipped answers.",
+        f"{round(100 * result.flip)}% flipped answers; active: ensemble of "
+        f"{result.n_members}, batches of {result.batch}, "
+        + ("every open pair." if result.top is None else
+           f"pairs with one of the {result.top} best-ranked candidates of their context."),
         *experiment._text_table(header, rows),
         "",
         f"Target: the mean wins of {result.budgets[-1]} random pairs, {result.target:.2f}.",
@@ -809,6 +820,9 @@ def _parser():
                              f"refits (default {ACTIVE_BATCH})")
     parser.add_argument("--members", type=int, default=ENSEMBLE_MEMBERS, metavar="N",
                         help=f"active: ensemble size (default {ENSEMBLE_MEMBERS})")
+    parser.add_argument("--top", type=int, default=None, metavar="K",
+                        help="active: ask only about pairs with one of the K candidates "
+                             "the ensemble ranks best at their context (default: every pair)")
     parser.add_argument("--flip", type=float, default=0.0, metavar="F",
                         help="active: share of the simulated user's answers inverted (default 0)")
     parser.add_argument("--pairs", type=int, default=None, metavar="N",
@@ -861,7 +875,7 @@ def settings_from_args(args):
     if args.span_penalty is not None:
         overrides["span_penalty"] = args.span_penalty
     settings = experiment.recommended_settings(**overrides)
-    options = {"budgets": budgets, "batch": batch, "n_members": args.members,
+    options = {"budgets": budgets, "batch": batch, "n_members": args.members, "top": args.top,
                "flip": args.flip, "n_pairs": rater_pairs,
                "variants": [dict(args.aggregated_option)] if args.aggregated_option else []}
     return settings, options
@@ -886,7 +900,7 @@ def main(argv=None):
     )
     if args.measurement == "active":
         result = run_active(settings, options["budgets"], options["flip"], options["batch"],
-                            options["n_members"])
+                            options["n_members"], options["top"])
         print(format_active(result))
     else:
         result = run_raters(settings, options["n_pairs"], variants=options["variants"])
