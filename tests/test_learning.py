@@ -184,6 +184,15 @@ def test_learner_without_pyomo_learns_a_quadratic():
     assert np.linalg.eigvalsh(cost.hessian).min() >= -1e-10 * np.abs(cost.hessian).max()
 
 
+def test_l2_penalty_shrinks_the_network_weights():
+    pairs = quadratic_pairs(200, np.random.default_rng(5))
+    norms = {}
+    for l2 in (0.0, 0.05):
+        learner = PreferenceLearner(l2=l2, max_epochs=40, progress=False, seed=0).fit(pairs)
+        norms[l2] = sum(float((p.detach() ** 2).sum()) for p in learner.network_.parameters())
+    assert norms[0.05] < 0.5 * norms[0.0], norms
+
+
 def test_learner_without_validation_split():
     pairs = quadratic_pairs(100, np.random.default_rng(4))
     learner = PreferenceLearner(validation_fraction=0.0, max_epochs=20, progress=False).fit(pairs)

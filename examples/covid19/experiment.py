@@ -93,9 +93,10 @@ FIGURE_CELLS = ((448, 0.1), (1344, 0.0))
 DEFAULT_RESULTS_DIR = os.path.join("results", "covid19")
 """Where :func:`best_reference` caches ``phi_best`` (relative to the cwd)."""
 
-CONTEXT_CHUNK = 13
-"""Contexts per evaluation / reference task (a fixed size: results never
-depend on it, only the scheduling does)."""
+CONTEXT_CHUNK = 26
+"""Contexts per evaluation / reference task (a fixed size: results do not
+depend on it, only the scheduling does; a task builds the model, loads the
+fit and sets up its persistent solver once for all its contexts)."""
 
 FEASIBLE = (SolutionStatus.optimal, SolutionStatus.feasible)
 
