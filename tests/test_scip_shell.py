@@ -92,10 +92,14 @@ def scip_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", _prepend_path(wrapper.parent))
     # Test the bundled library even if a real SCIP is installed.
     monkeypatch.setenv(scip_shell.BUNDLED_ENV, "1")
-    Executable("scip").rehash()
+    # Without the environment on PATH, importing the package registered its
+    # console script as Pyomo's scip; a scip on PATH must be found instead.
+    executable = Executable("scip")
+    registered = executable._path_override
+    executable.set_path(None)
     yield wrapper
     monkeypatch.undo()
-    Executable("scip").rehash()
+    executable.set_path(registered)
     for key in list(SCIPAMPL._known_versions):
         if key and str(key).startswith(str(tmp_path)):
             del SCIPAMPL._known_versions[key]
