@@ -94,9 +94,13 @@ DEFAULT_RESULTS_DIR = os.path.join("results", "covid19")
 """Where :func:`best_reference` caches ``phi_best`` (relative to the cwd)."""
 
 CONTEXT_CHUNK = 26
-"""Contexts per evaluation / reference task (a fixed size: results do not
-depend on it, only the scheduling does; a task builds the model, loads the
-fit and sets up its persistent solver once for all its contexts)."""
+"""Contexts per evaluation / reference task. A task builds the model, loads
+the fit and sets up its persistent solver once for all its contexts, and
+SCIP's state carries over from one context's solve to the next: with the
+evaluation gap of 1e-4 a near-optimal tie can resolve differently with
+another chunk size (195 of the sweep's 4368 surrogate decisions differed
+between 13 and 26 contexts per task; no win did). The size is fixed, so a
+serial and a parallel run give the same results."""
 
 FEASIBLE = (SolutionStatus.optimal, SolutionStatus.feasible)
 
