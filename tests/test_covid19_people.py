@@ -46,15 +46,21 @@ def covid_candidates(tiny_settings):
 def test_active_command_line_gives_one_point_per_budget(tmp_path):
     json_path, figure_path = tmp_path / "active.json", tmp_path / "active.png"
     args = ["active", *TINY_ARGS, "--budgets", "6", "12", "--batch", "6", "--members", "2",
+            "--top", "2", "--captured-gain", "--results-dir", str(tmp_path / "results"),
             "--json", str(json_path), "--figure", str(figure_path)]
     assert people.main(args) == 0
     data = json.loads(json_path.read_text())
     assert data["budgets"] == [6, 12]
+    assert data["top"] == 2
     for arm in ("random", "active"):
         wins = data["wins"][arm]["0"]
         assert len(wins) == 2 and all(0 <= w <= 1 for w in wins)
         assert data["n_answered"][arm]["0"] == [6, 12]
         assert data["mean_wins"][arm] == wins
+        # One evaluation context: a positive captured gain is a win.
+        gains = data["captured_gain"][arm]["0"]
+        assert len(gains) == 2 and all(g <= 1.0 + 1e-9 for g in gains)
+        assert [g > 0 for g in gains] == [w == 1 for w in wins]
     assert data["target"] == data["wins"]["random"]["0"][-1]
     for arm in ("random", "active"):
         expected = people.pairs_needed([6, 12], data["mean_wins"][arm], data["target"])

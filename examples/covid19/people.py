@@ -289,6 +289,8 @@ class ActiveResult:
         batch, n_members: the active loop's batch size and ensemble size.
         top: ``ask_active``'s ``top`` (``None``: every pair).
         wins: ``{"random": (n_seeds, n_budgets), "active": ...}`` integer arrays.
+        captured_gain: same layout, the mean captured gain over the
+            evaluation contexts (``None`` unless ``settings.baselines``).
         n_answered: same layout, pairs answered (ties dropped).
         eval_contexts: number of evaluation contexts.
         ask_seconds: per seed, seconds of the active questions (ensemble fits included).
@@ -303,6 +305,7 @@ class ActiveResult:
     n_members: int
     top: int
     wins: dict
+    captured_gain: dict
     n_answered: dict
     eval_contexts: int
     ask_seconds: dict
@@ -339,6 +342,9 @@ class ActiveResult:
             "n_answered": {arm: {str(s): n.tolist() for s, n in zip(self.settings.seeds, values)}
                            for arm, values in self.n_answered.items()},
             "mean_wins": {arm: self.mean_wins(arm).tolist() for arm in self.wins},
+            "captured_gain": None if self.captured_gain is None else {
+                arm: {str(s): g.tolist() for s, g in zip(self.settings.seeds, gains)}
+                for arm, gains in self.captured_gain.items()},
             "std_wins": {arm: self.wins[arm].std(axis=0).tolist() for arm in self.wins},
             "target": self.target,
             "pairs_needed": {arm: self.pairs_needed(arm) for arm in self.wins},
@@ -383,6 +389,10 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         top: ask only about pairs with one of the ``top`` candidates the
             ensemble ranks best (``None``: every pair).
 
+    With ``settings.baselines`` every fit's captured gain is measured too
+    (``phi_best`` from :func:`examples.covid19.experiment.best_reference`,
+    cached in ``settings.results_dir``).
+
     Returns:
         ActiveResult
     """
@@ -391,6 +401,8 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
     runner = experiment._Runner(settings.n_jobs, settings.progress)
     eval_x0 = experiment.contexts(settings.eval_contexts)
     nominal = _nominal(runner, eval_x0, settings)
+    best = (experiment.best_reference(eval_x0, settings.best_time_limit, settings.results_dir,
+                                      runner) if settings.baselines else None)
     candidates = sample_candidates(settings, runner)
     asked = runner("asking (active)", [
         (active_questions,
@@ -420,10 +432,14 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
     shape = (len(settings.seeds), len(budgets))
     wins = {arm: np.zeros(shape, dtype=int) for arm in ("random", "active")}
     answered = {arm: np.zeros(shape, dtype=int) for arm in ("random", "active")}
+    gains = {arm: np.zeros(shape) for arm in ("random", "active")} if best else None
     for (seed, arm, budget), fit, surrogate in zip(runs, fits, solutions):
         position = (settings.seeds.index(seed), budgets.index(budget))
         wins[arm][position] = _wins(surrogate, nominal)
         answered[arm][position] = fit["n_answered"]
+        if best:
+            gains[arm][position] = np.nanmean(
+                experiment.captured_gain(nominal.phi, surrogate.phi, best["phi"]))
     return ActiveResult(
         settings=settings,
         budgets=budgets,
@@ -432,6 +448,7 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         n_members=int(n_members),
         top=None if top is None else int(top),
         wins=wins,
+        captured_gain=gains,
         n_answered=answered,
         eval_contexts=len(eval_x0),
         ask_seconds={seed: a["seconds"] for seed, a in zip(settings.seeds, asked)},
@@ -477,6 +494,17 @@ def format_active(result):
         lines.append(f"Active needs <= half of {result.budgets[-1]} ({half:g}) pairs: {verdict}.")
     else:
         lines.append("Active needs <= half the pairs: not met (target not reached).")
+    if result.captured_gain is not None:
+        lines += ["", "Captured gain (mean over the evaluation contexts), mean over seeds and per seed:"]
+        lines += experiment._text_table(
+            ["pairs", "random", "random per seed", "active", "active per seed"],
+            [[str(budget)] + [
+                value
+                for arm in ("random", "active")
+                for value in (f"{result.captured_gain[arm][:, k].mean():.3f}",
+                              " ".join(f"{g:.2f}" for g in result.captured_gain[arm][:, k]))
+            ] for k, budget in enumerate(result.budgets)],
+        )
     asking = ", ".join(f"seed {s}: {v:.0f}s" for s, v in result.ask_seconds.items())
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     lines.append(f"Active asking (ensemble refits included): {asking}.")
@@ -823,6 +851,11 @@ def _parser():
     parser.add_argument("--top", type=int, default=None, metavar="K",
                         help="active: ask only about pairs with one of the K candidates "
                              "the ensemble ranks best at their context (default: every pair)")
+    parser.add_argument("--captured-gain", action="store_true",
+                        help="active: also measure each fit's captured gain (phi_best from "
+                             "the experiment's cache in --results-dir, solved where missing)")
+    parser.add_argument("--results-dir", default=experiment.DEFAULT_RESULTS_DIR, metavar="DIR",
+                        help="folder of the phi_best cache (default results/covid19)")
     parser.add_argument("--flip", type=float, default=0.0, metavar="F",
                         help="active: share of the simulated user's answers inverted (default 0)")
     parser.add_argument("--pairs", type=int, default=None, metavar="N",
@@ -867,6 +900,8 @@ def settings_from_args(args):
         "per_context": args.per_context,
         "n_jobs": args.n_jobs,
         "progress": not args.no_progress,
+        "baselines": bool(args.captured_gain),
+        "results_dir": args.results_dir,
     }
     if args.max_epochs is not None:
         overrides["max_epochs"] = args.max_epochs
