@@ -524,7 +524,8 @@ def plot_active(result, path):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for arm, color, marker in (("random", "tab:gray", "o"), ("active", "tab:blue", "s")):
         mean, std = result.mean_wins(arm), result.wins[arm].std(axis=0)
-        label = "random pairs" if arm == "random" else "active pairs (ensemble disagreement)"
+        label = ("random pairs" if arm == "random" else "active pairs (ensemble disagreement"
+                 + ("" if result.top is None else f", top {result.top}") + ")")
         ax.plot(budgets, mean, color=color, marker=marker, lw=1.5, label=label)
         ax.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.2, lw=0)
     ax.axhline(result.target, color="black", lw=0.8, ls="--",
