@@ -23,7 +23,7 @@ Protocol, for each seed ``s`` and each configuration (``n_pairs``, ``flip``):
 4. **Evaluate** at ``n_eval`` contexts evenly spaced in ``[0, 1]``: solve the
    nominal model (once per run: it depends neither on the seed nor, in this
    model, on ``x0``) and the model with the learned objective activated,
-   both with SCIP (Pyomo's ``scip_persistent``: one SCIP model per run,
+   both with SCIP (Pyomo's ``scip_persistent``: one SCIP model per task,
    and between contexts only the learned rows and objective change). A
    **win** is a context where the surrogate's decision has a strictly lower
    composite cost ``phi`` than the nominal decision.
@@ -564,8 +564,8 @@ def _solver(name="scip_persistent"):
     updates what changed: between two contexts, ``activate`` keeps the
     coordinate rows and replaces only the context's rows and objective, so
     the 216-variable model is not translated again (``scip_direct``
-    translates it at every solve; same solutions,
-    ``benchmarks/bench_covid19.py`` compares the two).
+    translates it at every solve; the same solutions up to near-optimal
+    ties within the gap, ``benchmarks/bench_covid19.py`` compares the two).
     """
     return SolverFactory(name)
 
