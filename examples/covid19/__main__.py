@@ -99,9 +99,7 @@ def _parser():
                               "in --results-dir)")
     solving.add_argument("--best-time-limit", type=float, default=60.0, metavar="S",
                          help="SCIP seconds per phi_best solve (default 60)")
-    solving.add_argument("--results-dir", default=experiment.DEFAULT_RESULTS_DIR,
-                         metavar="DIR", help="folder of the phi_best cache "
-                                             "(default results/covid19)")
+    experiment.add_results_dir_argument(solving)
     experiment.add_output_arguments(
         parser.add_argument_group("output"),
         n_jobs=2,

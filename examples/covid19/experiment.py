@@ -486,6 +486,12 @@ def add_output_arguments(parser, n_jobs, n_jobs_help, figure_help):
     parser.add_argument("--verbose", action="store_true", help="log at INFO level")
 
 
+def add_results_dir_argument(parser):
+    """``--results-dir``, the folder of the ``phi_best`` cache, for both command lines."""
+    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR, metavar="DIR",
+                        help=f"folder of the phi_best cache (default {DEFAULT_RESULTS_DIR})")
+
+
 def configure_logging(verbose):
     """Log to stderr at INFO level with ``verbose``, else at WARNING."""
     logging.basicConfig(

@@ -855,8 +855,7 @@ def _parser():
     parser.add_argument("--captured-gain", action="store_true",
                         help="active: also measure each fit's captured gain (phi_best from "
                              "the experiment's cache in --results-dir, solved where missing)")
-    parser.add_argument("--results-dir", default=experiment.DEFAULT_RESULTS_DIR, metavar="DIR",
-                        help="folder of the phi_best cache (default results/covid19)")
+    experiment.add_results_dir_argument(parser)
     parser.add_argument("--flip", type=float, default=0.0, metavar="F",
                         help="active: share of the simulated user's answers inverted (default 0)")
     parser.add_argument("--pairs", type=int, default=None, metavar="N",
