@@ -28,6 +28,7 @@ _EXPORTS = {
     "FitReport": "learning",
     "QuadraticCost": "quadratic",
     "SCIP_OPTIONS": "solver",
+    "PersistentScip": "persistent",
     "PreferenceObjectiveError": "errors",
     "DecisionError": "errors",
     "ContextError": "errors",

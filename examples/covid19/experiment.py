@@ -23,8 +23,10 @@ Protocol, for each seed ``s`` and each configuration (``n_pairs``, ``flip``):
 4. **Evaluate** at ``n_eval`` contexts evenly spaced in ``[0, 1]``: solve the
    nominal model (once per run: it depends neither on the seed nor, in this
    model, on ``x0``) and the model with the learned objective activated,
-   both with SCIP (Pyomo's ``scip_persistent``: one SCIP model per task,
-   and between contexts only the learned rows and objective change). A
+   both with SCIP (:class:`pyomo_prefobj.PersistentScip`, Pyomo's
+   persistent interface with a linear objective passed to SCIP directly:
+   one SCIP model per task, and between contexts only the learned rows and
+   objective change). A
    **win** is a context where the surrogate's decision has a strictly lower
    composite cost ``phi`` than the nominal decision.
 
@@ -70,7 +72,7 @@ from pyomo.contrib.solver.common.results import SolutionStatus
 from pyomo.core.expr.visitor import identify_mutable_parameters
 from tqdm.auto import tqdm
 
-from pyomo_prefobj import SCIP_OPTIONS, PreferenceObjective, ScoreOracle
+from pyomo_prefobj import SCIP_OPTIONS, PersistentScip, PreferenceObjective, ScoreOracle
 from examples.covid19.model import NOMINAL_OPTIMUM, build_model, decision_vars
 from examples.covid19.user import SimulatedUser
 
@@ -563,17 +565,21 @@ def _chunks(values, size=CONTEXT_CHUNK):
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
-def _solver(name="scip_persistent"):
-    """A Pyomo SCIP interface, by default the persistent one.
+def _solver(name=None):
+    """A persistent SCIP interface: the package's by default, or Pyomo's ``name``.
 
-    The persistent interface keeps its SCIP model between solves and only
+    A persistent interface keeps its SCIP model between solves and only
     updates what changed: between two contexts, ``activate`` keeps the
     coordinate rows and replaces only the context's rows and objective, so
     the 216-variable model is not translated again (``scip_direct``
-    translates it at every solve; the same solutions up to near-optimal
-    ties within the gap, ``benchmarks/bench_covid19.py`` compares the two).
+    translates it at every solve). :class:`pyomo_prefobj.PersistentScip`
+    (the default) is Pyomo's ``scip_persistent`` except that a linear
+    objective, such as the learned objective's compact form and the nominal
+    cost, becomes SCIP's objective instead of a row on an auxiliary
+    variable. The same solutions up to near-optimal ties within the gap;
+    ``benchmarks/bench_covid19.py`` compares the three.
     """
-    return SolverFactory(name)
+    return PersistentScip() if name is None else SolverFactory(name)
 
 
 def _solve(m, solver, user, x0, time_limit, gap, options=None):
@@ -779,14 +785,15 @@ def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
 
 
 def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, activation=None,
-                        options=None, solver="scip_persistent"):
+                        options=None, solver=None):
     """Load a saved fit and solve the model with it at each context.
 
     Args:
         activation: keyword arguments of ``activate`` (see
             :attr:`ExperimentSettings.activation`).
         options: further SCIP parameters.
-        solver: name of the Pyomo SCIP interface (``pyomo.contrib.solver``).
+        solver: ``None`` (:class:`pyomo_prefobj.PersistentScip`) or the name
+            of a Pyomo SCIP interface (``pyomo.contrib.solver``).
 
     Returns:
         ContextSolutions: the surrogate decisions' scores and solve times.

@@ -1,0 +1,67 @@
+"""A persistent SCIP interface that hands SCIP a linear objective directly.
+
+Pyomo's ``scip_persistent`` (``pyomo.contrib.solver``) always minimizes an
+auxiliary variable ``t`` with one row ``t >= objective``, because SCIP's
+objective must be linear and Pyomo's may not be. For a linear objective
+that row hides the objective from SCIP: its coefficients no longer reach
+the variables, so reduced-cost fixing, objective propagation and
+pseudo-cost branching work through one free variable and one dense row.
+
+The learned objective's compact form (``activate``, the default) is linear
+in the auxiliary variables (``1/(2c^2) e + qz' z``, the quadratic sits in a
+constraint), and so are the nominal objectives of most models. On the
+COVID-19 model SCIP solved the learned objective with the span penalty in
+about half the time with the objective passed directly
+(``benchmarks/bench_covid19.py``, ``docs/benchmarks.md``).
+
+::
+
+    from pyomo_prefobj import PersistentScip, SCIP_OPTIONS
+
+    solver = PersistentScip()
+    for context in contexts:
+        m.pref.activate(context)
+        solver.solve(m, solver_options=SCIP_OPTIONS)
+
+Everything else is Pyomo's ``scip_persistent``: the same options, results
+and incremental updates. A nonlinear objective still goes through Pyomo's
+auxiliary variable.
+"""
+
+from pyomo.core.base.objective import maximize
+
+try:
+    from pyomo.contrib.solver.solvers.scip.scip_persistent import ScipPersistent
+except ImportError as exc:  # Pyomo before its contrib SCIP interfaces
+    raise ImportError(
+        "pyomo_prefobj.PersistentScip needs Pyomo's persistent SCIP interface "
+        "(pyomo.contrib.solver, Pyomo >= 6.10); upgrade Pyomo: pip install -U pyomo"
+    ) from exc
+
+
+class PersistentScip(ScipPersistent):
+    """Pyomo's ``scip_persistent`` with a linear objective set as SCIP's objective.
+
+    Use it as Pyomo's persistent interface (``solve(model, **options)``);
+    only the translation of a linear objective differs.
+    """
+
+    def _set_objective(self, obj):
+        expression = None if obj is None else self._expr_visitor.walk_expression(obj.expr)
+        if not _is_linear(expression):  # no objective, a constant or a nonlinear one
+            super()._set_objective(obj)
+            return
+        if self._obj_con is not None:  # the last objective went through Pyomo's row
+            self._solver_model.delCons(self._obj_con)
+            self._obj_con = None
+        sense = "maximize" if obj.sense == maximize else "minimize"
+        # clear=True also zeroes the auxiliary variable's coefficient and the
+        # offset of an earlier objective.
+        self._solver_model.setObjective(expression, sense=sense, clear=True)
+        self._objective = obj
+
+
+def _is_linear(expression):
+    """Whether ``expression`` is a PySCIPOpt expression of degree 1 or 0."""
+    degree = getattr(expression, "degree", None)
+    return degree is not None and degree() <= 1

@@ -1,0 +1,83 @@
+"""PersistentScip: Pyomo's persistent SCIP interface with a direct linear objective."""
+
+import pyomo.environ as pyo
+import pytest
+from pyomo.contrib.solver.common.factory import SolverFactory as ContribSolverFactory
+from pyomo.contrib.solver.common.results import TerminationCondition
+
+from conftest import FEASIBILITY_TOLERANCE, active_objective, build_toy_model, max_violation, solve
+from pyomo_prefobj import PersistentScip
+
+OPTIMAL = TerminationCondition.convergenceCriteriaSatisfied
+CONTEXTS = ((0.3, 0.7), (0.9, 0.1), (0.0, 1.0))
+
+
+def knapsack(sense=pyo.maximize):
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(4), domain=pyo.Binary)
+    m.capacity = pyo.Constraint(expr=3 * m.x[0] + 4 * m.x[1] + 5 * m.x[2] + 2 * m.x[3] <= 9)
+    value = 4 * m.x[0] + 5 * m.x[1] + 7 * m.x[2] + 2 * m.x[3] + 10
+    m.objective = pyo.Objective(expr=value if sense == pyo.maximize else -value, sense=sense)
+    return m
+
+
+@pytest.mark.parametrize("sense", [pyo.maximize, pyo.minimize])
+def test_linear_objective_reaches_scip_as_its_objective(sense):
+    m = knapsack(sense)
+    solver = PersistentScip()
+    results = solver.solve(m)
+    assert results.termination_condition == OPTIMAL
+    expected = 22.0 if sense == pyo.maximize else -22.0  # items 1 and 2, plus the constant
+    assert pyo.value(m.objective) == pytest.approx(expected)
+    assert results.incumbent_objective == pytest.approx(expected)
+    # No auxiliary row: SCIP's objective is the model's own.
+    assert solver._obj_con is None
+    scip = solver._solver_model
+    assert scip.getObjoffset() == pytest.approx(10.0 if sense == pyo.maximize else -10.0)
+    assert scip.getNConss(transformed=False) == 1
+
+
+def test_objective_changes_between_linear_and_nonlinear_on_one_solver():
+    m = knapsack()
+    solver = PersistentScip()
+    solver.solve(m)
+    m.objective.deactivate()
+    m.squares = pyo.Objective(expr=sum((m.x[i] - 0.4 * i) ** 2 for i in range(4)))
+    results = solver.solve(m)
+    assert results.termination_condition == OPTIMAL
+    assert solver._obj_con is not None  # Pyomo's row for the quadratic
+    assert [round(pyo.value(m.x[i])) for i in range(4)] == [0, 0, 1, 1]
+    assert pyo.value(m.squares) == pytest.approx(0.0 + 0.16 + 0.04 + 0.04)
+    m.squares.deactivate()
+    m.objective.activate()
+    results = solver.solve(m)
+    assert solver._obj_con is None
+    assert pyo.value(m.objective) == pytest.approx(22.0)
+    assert results.incumbent_objective == pytest.approx(22.0)
+
+
+def test_learned_objective_at_many_contexts_matches_pyomos_interface(fitted_model):
+    """The learned objective (linear in its auxiliary variables, with the
+    span penalty) reaches the same optimum through both interfaces."""
+    m = fitted_model
+    ours, pyomos = PersistentScip(), ContribSolverFactory("scip_persistent")
+    for context in CONTEXTS:
+        m.pref.activate(context, span_penalty=0.5)
+        assert ours.solve(m).termination_condition == OPTIMAL
+        assert ours._obj_con is None
+        value = pyo.value(active_objective(m))
+        pyomos.solve(m)
+        assert value == pytest.approx(pyo.value(active_objective(m)), rel=1e-6, abs=1e-6)
+    m.pref.deactivate()
+    ours.solve(m)  # the nominal objective, a quadratic one in this model
+    nominal = pyo.value(active_objective(m))
+    solve(m, "scip_direct")
+    assert nominal == pytest.approx(pyo.value(active_objective(m)), rel=1e-6, abs=1e-6)
+
+
+def test_model_without_objective_is_solved_for_feasibility():
+    m = build_toy_model()
+    m.cost.deactivate()
+    results = PersistentScip().solve(m)
+    assert results.termination_condition == OPTIMAL
+    assert max_violation(m) <= FEASIBILITY_TOLERANCE
