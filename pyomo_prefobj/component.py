@@ -275,6 +275,13 @@ class PreferenceObjectiveData(BlockData):
                 f"{self.name}: the model has {len(found)} active objectives "
                 f"({', '.join(o.name for o in found)}); keep exactly one active"
             )
+        owner = _owning_preference_objective(found[0])
+        if owner is not None:
+            raise ModelError(
+                f"{self.name}: the model's active objective {found[0].name!r} is the "
+                f"learned objective of {owner.name!r}, not a nominal one; call "
+                f"{owner.name}.deactivate() first"
+            )
         return found[0]
 
     def _owns(self, component):
@@ -769,6 +776,16 @@ class PreferenceObjectiveData(BlockData):
         }
         arrays = self._learner.learned_arrays()
         np.savez(path, header=np.array(json.dumps(header)), **arrays)
+
+
+def _owning_preference_objective(component):
+    """The PreferenceObjective block that holds ``component``, or ``None``."""
+    block = component.parent_block()
+    while block is not None:
+        if isinstance(block, PreferenceObjectiveData):
+            return block
+        block = block.parent_block()
+    return None
 
 
 def load_preference_objective(path, decisions=None, context=None):

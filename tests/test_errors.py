@@ -374,6 +374,20 @@ def test_no_active_objective_at_activate(fitted_model, unchanged):
     check()
 
 
+def test_second_component_does_not_take_the_first_ones_learned_objective(fitted_model, unchanged):
+    """With ``m.pref``'s learned objective active, a second component would
+    otherwise take it for the nominal one and sample or stack on it."""
+    m = fitted_model
+    m.other = PreferenceObjective(decisions=toy_decisions(m), context=[m.theta], progress=False)
+    m.pref.activate(CONTEXT)
+    check = unchanged(m)
+    with pytest.raises(ModelError, match=r"learned objective of 'pref'.*pref\.deactivate\(\)"):
+        m.other.sample([CONTEXT], per_context=2, seed=0)
+    check()
+    m.pref.deactivate()
+    assert len(m.other.sample([CONTEXT], per_context=2, seed=0, **SAMPLE_OPTIONS)) >= 1
+
+
 def test_unknown_formulation_at_activate(fitted_model, unchanged):
     check = unchanged(fitted_model)
     with pytest.raises(ModelError, match="formulation must be one of"):
