@@ -5,6 +5,7 @@ line (a few contexts, 100 pairs); the runs that take minutes are marked
 ``slow`` (``python -m pytest -m slow``).
 """
 
+import argparse
 import json
 import math
 
@@ -139,6 +140,18 @@ def test_activation_options_come_from_the_command_line():
     assert settings.activation == {"trust_region": None, "tie_break": 0.001, "span_penalty": 0.03}
     assert settings_from_args(_parser().parse_args([])).activation == {
         "trust_region": None, "tie_break": None, "span_penalty": None}
+
+
+def test_fit_options_from_the_command_line_are_typed():
+    args = _parser().parse_args([
+        "--fit-option", "l2=0.01", "--fit-option", "hidden_layers=5,",
+        "--fit-option", "nominal_weight=true", "--fit-option", "patience=20",
+    ])
+    assert settings_from_args(args).fit_options == {
+        "l2": 0.01, "hidden_layers": (5,), "nominal_weight": True, "patience": 20}
+    assert experiment.key_value("hidden_layers=20,10") == ("hidden_layers", (20, 10))
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        experiment.key_value("l2")
 
 
 def test_captured_gain():

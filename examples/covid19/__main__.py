@@ -67,8 +67,9 @@ def _parser():
                           help="PCA coordinates of the learned objective (default 30)")
     learning.add_argument("--fit-option", action="append", default=[], metavar="KEY=VALUE",
                           type=experiment.key_value,
-                          help="another PreferenceLearner hyperparameter, e.g. l2=0.01 "
-                               "(repeatable; VALUE read as int, float or string)")
+                          help="another PreferenceLearner hyperparameter, e.g. l2=0.01 or "
+                               "hidden_layers=5, (repeatable; VALUE read as int, float or "
+                               "string, a comma-separated VALUE as a tuple)")
     learning.add_argument("--trust-region", type=float, default=None, metavar="T",
                           help="keep the surrogate's solution within the PCA range of the "
                                "sampled decisions, widened by T of that range per side "

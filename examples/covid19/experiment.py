@@ -504,7 +504,8 @@ def configure_logging(verbose):
 
 def key_value(text):
     """Parse a command-line ``KEY=VALUE``; the value is read as a bool
-    (``true``/``false``), int, float or str.
+    (``true``/``false``), int, float or str, and a comma-separated value as
+    a tuple of those (``hidden_layers=5,`` is ``(5,)``).
 
     Raises:
         argparse.ArgumentTypeError: ``text`` has no ``=`` or an empty key.
@@ -512,14 +513,21 @@ def key_value(text):
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if "," in value:
+        return key.strip(), tuple(_scalar(item) for item in value.split(",") if item.strip())
+    return key.strip(), _scalar(value)
+
+
+def _scalar(value):
+    """A command-line value read as a bool, int, float or str."""
     if value.strip().lower() in ("true", "false"):
-        return key.strip(), value.strip().lower() == "true"
+        return value.strip().lower() == "true"
     for kind in (int, float):
         try:
-            return key.strip(), kind(value)
+            return kind(value)
         except ValueError:
             pass
-    return key.strip(), value
+    return value
 
 
 def contexts(n):
