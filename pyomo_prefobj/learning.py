@@ -97,7 +97,9 @@ def quadratic_value(factor, linear, z, weight=None, cost=None):
     Shapes ``(n,r,r), (n,r), (n,r)``; ``weight`` and ``cost`` (the scaled
     nominal cost) ``(n,)``; no such term when ``weight`` is ``None``.
     """
-    reduced = torch.einsum("nij,ni->nj", factor, z)
+    # S' z row by row: the product einsum("nij,ni->nj") computes, through
+    # bmm directly (the same arithmetic, without einsum's per-call parsing).
+    reduced = torch.bmm(factor.transpose(1, 2), z.unsqueeze(2)).squeeze(2)
     value = 0.5 * (reduced ** 2).sum(dim=1) + (linear * z).sum(dim=1)
     return value if weight is None else value + weight * cost
 
@@ -440,13 +442,18 @@ class PreferenceLearner:
         term (both products are exact multiples by 2 of ``l2 p``), without
         the penalty's forward and backward passes in every step.
         """
-        if self.l2:
-            with torch.no_grad():
-                for p in weights:
-                    if p.grad is None:  # a weight the loss does not reach
-                        p.grad = p * (2.0 * self.l2)
-                    else:
-                        p.grad.add_(p * (2.0 * self.l2))
+        if not self.l2:
+            return
+        with torch.no_grad():
+            # One multi-tensor multiply and add (the same products and sums
+            # as a loop over the weights, in fewer operations).
+            penalties = torch._foreach_mul(weights, 2.0 * self.l2)
+            reached = [(p, g) for p, g in zip(weights, penalties) if p.grad is not None]
+            if reached:
+                torch._foreach_add_([p.grad for p, _ in reached], [g for _, g in reached])
+            for p, g in zip(weights, penalties):
+                if p.grad is None:  # a weight the loss does not reach
+                    p.grad = g
 
     def _train(self, network, train_data, validation_data, rng, report):
         weights = list(network.parameters())
