@@ -43,7 +43,7 @@ def covid_candidates(tiny_settings):
     return people.sample_candidates(tiny_settings, experiment._Runner(1, False))[0]
 
 
-def test_active_command_line_gives_one_point_per_budget(tmp_path):
+def test_active_command_line_gives_one_point_per_budget(tmp_path, capsys):
     json_path, figure_path = tmp_path / "active.json", tmp_path / "active.png"
     args = ["active", *TINY_ARGS, "--budgets", "6", "12", "--batch", "6", "--members", "2",
             "--top", "2", "--captured-gain", "--results-dir", str(tmp_path / "results"),
@@ -68,6 +68,9 @@ def test_active_command_line_gives_one_point_per_budget(tmp_path):
     assert data["pairs_needed"]["random"] in (6, 12)  # random reaches its own target
     assert data["settings"]["loss"] == experiment.RECOMMENDED_TRAINING["loss"]
     assert figure_path.read_bytes()[:8] == PNG_SIGNATURE
+    printed = capsys.readouterr().out
+    assert "pairs (wins):" in printed or "half the pairs (wins)" in printed
+    assert "pairs (captured gain):" in printed or "half the pairs (captured gain)" in printed
 
 
 def test_active_questions_are_those_of_a_shorter_ask_active_run(covid_candidates, tiny_settings):

@@ -488,12 +488,10 @@ def format_active(result):
         f"Pairs needed to reach it (smallest budget run): active {show(needed['active'])}, "
         f"random {show(needed['random'])}.",
     ]
-    half = result.budgets[-1] / 2
-    if needed["active"] is not None:
-        verdict = "met" if needed["active"] <= half else "not met"
-        lines.append(f"Active needs <= half of {result.budgets[-1]} ({half:g}) pairs: {verdict}.")
-    else:
-        lines.append("Active needs <= half the pairs: not met (target not reached).")
+    lines.append(_half_the_pairs_verdict(result, needed["active"], "wins"))
+    if min(result.mean_wins("random").min(), result.mean_wins("active").min()) >= result.eval_contexts:
+        lines.append("Every fit wins every context: the wins cannot separate the arms; "
+                     "compare the captured gain (--captured-gain).")
     if result.captured_gain is not None:
         lines += ["", "Captured gain (mean over the evaluation contexts), mean over seeds and per seed:"]
         lines += experiment._text_table(
@@ -505,6 +503,12 @@ def format_active(result):
                               " ".join(f"{g:.2f}" for g in result.captured_gain[arm][:, k]))
             ] for k, budget in enumerate(result.budgets)],
         )
+        gains = {arm: result.captured_gain[arm].mean(axis=0) for arm in ("random", "active")}
+        target = float(gains["random"][-1])
+        needed_gain = pairs_needed(result.budgets, gains["active"], target)
+        lines.append(f"Target: the mean captured gain of {result.budgets[-1]} random pairs, "
+                     f"{target:.3f}; active reaches it with {show(needed_gain)}.")
+        lines.append(_half_the_pairs_verdict(result, needed_gain, "captured gain"))
     asking = ", ".join(f"seed {s}: {v:.0f}s" for s, v in result.ask_seconds.items())
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     lines.append(f"Active asking (ensemble refits included): {asking}.")
@@ -513,36 +517,63 @@ def format_active(result):
     return "\n".join(lines)
 
 
+def _half_the_pairs_verdict(result, needed, measure):
+    """The line saying whether active pairs reach the target with half the pairs."""
+    half = result.budgets[-1] / 2
+    if needed is None:
+        return f"Active needs <= half the pairs ({measure}): not met (target not reached)."
+    verdict = "met" if needed <= half else "not met"
+    return f"Active needs <= half of {result.budgets[-1]} ({half:g}) pairs ({measure}): {verdict}."
+
+
 def plot_active(result, path):
-    """Wins against pairs, mean +- std over seeds, random and active, as a PNG."""
+    """Wins against pairs, mean +- std over seeds, random and active, as a PNG.
+
+    With captured gains (``--captured-gain``) a second panel shows them the
+    same way: where every fit wins (e.g. with the span penalty) the wins
+    saturate and only the captured gain separates the arms.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    budgets = np.array(result.budgets)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for arm, color, marker in (("random", "tab:gray", "o"), ("active", "tab:blue", "s")):
-        mean, std = result.mean_wins(arm), result.wins[arm].std(axis=0)
-        label = ("random pairs" if arm == "random" else "active pairs (ensemble disagreement"
-                 + ("" if result.top is None else f", top {result.top}") + ")")
-        ax.plot(budgets, mean, color=color, marker=marker, lw=1.5, label=label)
-        ax.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.2, lw=0)
-    ax.axhline(result.target, color="black", lw=0.8, ls="--",
-               label=f"{result.budgets[-1]} random pairs ({result.target:.1f})")
-    ax.axvline(result.budgets[-1] / 2, color="tab:red", lw=0.8, ls=":", label="half the pairs")
-    ax.set_xlabel("pairs asked")
-    ax.set_ylabel(f"wins out of {result.eval_contexts} contexts")
-    ax.set_xticks(budgets)
-    ax.set_ylim(0, result.eval_contexts + 1)
-    ax.set_title(f"COVID-19: wins vs pairs (mean $\\pm$ std over {len(result.settings.seeds)} "
-                 f"seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    panels = [("wins", result.wins, f"wins out of {result.eval_contexts} contexts",
+               (0, result.eval_contexts + 1))]
+    if result.captured_gain is not None:
+        panels.append(("captured gain", result.captured_gain,
+                       "captured gain (mean over contexts)", None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
+    for ax, (name, values, ylabel, ylim) in zip(axes[0], panels):
+        _plot_active_panel(ax, result, values, name, ylabel, ylim)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _plot_active_panel(ax, result, values, name, ylabel, ylim):
+    """One measure (arm -> array (seeds, budgets)) against pairs on ``ax``."""
+    budgets = np.array(result.budgets)
+    for arm, color, marker in (("random", "tab:gray", "o"), ("active", "tab:blue", "s")):
+        mean, std = values[arm].mean(axis=0), values[arm].std(axis=0)
+        label = ("random pairs" if arm == "random" else "active pairs (ensemble disagreement"
+                 + ("" if result.top is None else f", top {result.top}") + ")")
+        ax.plot(budgets, mean, color=color, marker=marker, lw=1.5, label=label)
+        ax.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+    target = values["random"][:, -1].mean()
+    ax.axhline(target, color="black", lw=0.8, ls="--",
+               label=f"{result.budgets[-1]} random pairs ({target:.{1 if name == 'wins' else 3}f})")
+    ax.axvline(result.budgets[-1] / 2, color="tab:red", lw=0.8, ls=":", label="half the pairs")
+    ax.set_xlabel("pairs asked")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(budgets)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(f"COVID-19: {name} vs pairs (mean $\\pm$ std over {len(result.settings.seeds)} "
+                 f"seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
 
 
 # ----------------------------------------------------------------------
