@@ -285,12 +285,7 @@ class PreferenceObjectiveData(BlockData):
         return found[0]
 
     def _owns(self, component):
-        block = component.parent_block()
-        while block is not None:
-            if block is self:
-                return True
-            block = block.parent_block()
-        return False
+        return any(block is self for block in _ancestors(component))
 
     def _check_fitted(self):
         if self._learner is None:
@@ -778,14 +773,17 @@ class PreferenceObjectiveData(BlockData):
         np.savez(path, header=np.array(json.dumps(header)), **arrays)
 
 
-def _owning_preference_objective(component):
-    """The PreferenceObjective block that holds ``component``, or ``None``."""
+def _ancestors(component):
+    """The blocks that hold ``component``, innermost first."""
     block = component.parent_block()
     while block is not None:
-        if isinstance(block, PreferenceObjectiveData):
-            return block
+        yield block
         block = block.parent_block()
-    return None
+
+
+def _owning_preference_objective(component):
+    """The PreferenceObjective block that holds ``component``, or ``None``."""
+    return next((b for b in _ancestors(component) if isinstance(b, PreferenceObjectiveData)), None)
 
 
 def load_preference_objective(path, decisions=None, context=None):
