@@ -447,13 +447,15 @@ class PreferenceLearner:
         with torch.no_grad():
             # One multi-tensor multiply and add (the same products and sums
             # as a loop over the weights, in fewer operations).
-            penalties = torch._foreach_mul(weights, 2.0 * self.l2)
-            reached = [(p, g) for p, g in zip(weights, penalties) if p.grad is not None]
-            if reached:
-                torch._foreach_add_([p.grad for p, _ in reached], [g for _, g in reached])
-            for p, g in zip(weights, penalties):
+            grads, penalties = [], []
+            for p, penalty in zip(weights, torch._foreach_mul(weights, 2.0 * self.l2)):
                 if p.grad is None:  # a weight the loss does not reach
-                    p.grad = g
+                    p.grad = penalty
+                else:
+                    grads.append(p.grad)
+                    penalties.append(penalty)
+            if grads:
+                torch._foreach_add_(grads, penalties)
 
     def _train(self, network, train_data, validation_data, rng, report):
         weights = list(network.parameters())

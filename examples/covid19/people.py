@@ -493,17 +493,17 @@ def format_active(result):
         lines.append("Every fit wins every context: the wins cannot separate the arms; "
                      "compare the captured gain (--captured-gain).")
     if result.captured_gain is not None:
+        gains = {arm: result.captured_gain[arm].mean(axis=0) for arm in ("random", "active")}
         lines += ["", "Captured gain (mean over the evaluation contexts), mean over seeds and per seed:"]
         lines += experiment._text_table(
             ["pairs", "random", "random per seed", "active", "active per seed"],
             [[str(budget)] + [
                 value
                 for arm in ("random", "active")
-                for value in (f"{result.captured_gain[arm][:, k].mean():.3f}",
+                for value in (f"{gains[arm][k]:.3f}",
                               " ".join(f"{g:.2f}" for g in result.captured_gain[arm][:, k]))
             ] for k, budget in enumerate(result.budgets)],
         )
-        gains = {arm: result.captured_gain[arm].mean(axis=0) for arm in ("random", "active")}
         target = float(gains["random"][-1])
         needed_gain = pairs_needed(result.budgets, gains["active"], target)
         lines.append(f"Target: the mean captured gain of {result.budgets[-1]} random pairs, "
@@ -539,21 +539,22 @@ def plot_active(result, path):
     import matplotlib.pyplot as plt
 
     panels = [("wins", result.wins, f"wins out of {result.eval_contexts} contexts",
-               (0, result.eval_contexts + 1))]
+               (0, result.eval_contexts + 1), 1)]
     if result.captured_gain is not None:
         panels.append(("captured gain", result.captured_gain,
-                       "captured gain (mean over contexts)", None))
+                       "captured gain (mean over contexts)", None, 3))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), squeeze=False)
-    for ax, (name, values, ylabel, ylim) in zip(axes[0], panels):
-        _plot_active_panel(ax, result, values, name, ylabel, ylim)
+    for ax, panel in zip(axes[0], panels):
+        _plot_active_panel(ax, result, *panel)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _plot_active_panel(ax, result, values, name, ylabel, ylim):
-    """One measure (arm -> array (seeds, budgets)) against pairs on ``ax``."""
+def _plot_active_panel(ax, result, name, values, ylabel, ylim, digits):
+    """One measure (arm -> array (seeds, budgets)) against pairs on ``ax``;
+    ``digits``: decimals in the label of the largest random budget's line."""
     budgets = np.array(result.budgets)
     for arm, color, marker in (("random", "tab:gray", "o"), ("active", "tab:blue", "s")):
         mean, std = values[arm].mean(axis=0), values[arm].std(axis=0)
@@ -563,7 +564,7 @@ def _plot_active_panel(ax, result, values, name, ylabel, ylim):
         ax.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.2, lw=0)
     target = values["random"][:, -1].mean()
     ax.axhline(target, color="black", lw=0.8, ls="--",
-               label=f"{result.budgets[-1]} random pairs ({target:.{1 if name == 'wins' else 3}f})")
+               label=f"{result.budgets[-1]} random pairs ({target:.{digits}f})")
     ax.axvline(result.budgets[-1] / 2, color="tab:red", lw=0.8, ls=":", label="half the pairs")
     ax.set_xlabel("pairs asked")
     ax.set_ylabel(ylabel)
