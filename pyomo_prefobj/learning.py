@@ -20,6 +20,9 @@ fitted decisions. ``J`` is known exactly, so the network need not learn
 what a decision costs from the answers, only how much that cost counts;
 the weight is non-negative (all else equal, a cheaper decision is never
 worse), and the term keeps the cost convex wherever ``J`` is.
+With ``n_networks = K > 1`` (:class:`QuadraticEnsemble`), ``K`` networks
+are trained side by side, each on its own ranking loss, and the learned cost
+is their mean: again a convex quadratic.
 Losses, for a pair with costs ``fA`` (preferred) and ``fB``:
 
 * ``"hinge"`` (the paper's): ``max(0, fA - fB + margin)``, the differentiable
@@ -84,11 +87,72 @@ class QuadraticNetwork(nn.Module):
     def forward(self, context):
         """Return ``S`` ``(n, r, r)``, ``q`` ``(n, r)`` and the weight of the
         nominal cost ``(n,)`` (``None`` without ``nominal_weight``)."""
-        out = self.body(context)
-        r = self.n_components
-        factor, linear = out[:, : r * r].reshape(-1, r, r), out[:, r * r : r * r + r]
-        weight = nn.functional.softplus(out[:, -1]) if self.nominal_weight else None
-        return factor, linear, weight
+        return _split_outputs(self.body(context), self.n_components, self.nominal_weight)
+
+
+def _split_outputs(out, r, nominal_weight):
+    """``S``, ``q`` and the nominal weight from a network's last layer ``(..., outputs)``."""
+    factor = out[..., : r * r].reshape(*out.shape[:-1], r, r)
+    linear = out[..., r * r : r * r + r]
+    weight = nn.functional.softplus(out[..., -1]) if nominal_weight else None
+    return factor, linear, weight
+
+
+class QuadraticEnsemble(nn.Module):
+    """``K`` :class:`QuadraticNetwork` evaluated as one batch; their mean cost.
+
+    The mean of ``K`` convex quadratics ``1/2 ||S_k' z||^2 + q_k' z`` is the
+    convex quadratic ``1/2 ||F' z||^2 + mean(q_k)' z`` with the ``r x rK``
+    factor ``F = [S_1 ... S_K] / sqrt(K)`` (and the mean nominal weight), so
+    an ensemble is still one learned quadratic. Each layer's weights are
+    stacked over the members, ``(K, in, out)``, and applied with one batched
+    product: training ``K`` small networks costs little more than one.
+    Members start as ``K`` independently initialized :class:`QuadraticNetwork`.
+    """
+
+    def __init__(self, n_networks, n_inputs, n_components, hidden_layers=(20, 20, 20),
+                 nominal_weight=False):
+        super().__init__()
+        members = [
+            QuadraticNetwork(n_inputs, n_components, hidden_layers, nominal_weight)
+            for _ in range(int(n_networks))
+        ]
+        self.n_networks = int(n_networks)
+        self.n_components = members[0].n_components
+        self.nominal_weight = members[0].nominal_weight
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        layers = [[m for m in member.body if isinstance(m, nn.Linear)] for member in members]
+        for stacked in zip(*layers):
+            self.weights.append(nn.Parameter(torch.stack([layer.weight.detach().t() for layer in stacked])))
+            self.biases.append(nn.Parameter(torch.stack([layer.bias.detach()[None] for layer in stacked])))
+
+    def each(self, context):
+        """Every member's ``S``, ``q`` and nominal weight, member-major:
+        shapes ``(K n, r, r)``, ``(K n, r)``, ``(K n,)`` (or ``None``)."""
+        hidden = context.unsqueeze(0).expand(self.n_networks, -1, -1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = torch.baddbmm(bias, hidden, weight)
+            if i < last:
+                hidden = torch.relu(hidden)
+        return _split_outputs(hidden.flatten(0, 1), self.n_components, self.nominal_weight)
+
+    def forward(self, context):
+        """The mean cost's factor ``F`` ``(n, r, rK)``, ``q`` ``(n, r)`` and
+        nominal weight ``(n,)`` (``None`` without ``nominal_weight``)."""
+        k, n, r = self.n_networks, len(context), self.n_components
+        factor, linear, weight = self.each(context)
+        factor = factor.reshape(k, n, r, r).permute(1, 2, 0, 3).reshape(n, r, k * r)
+        mean_weight = None if weight is None else weight.reshape(k, n).mean(dim=0)
+        return factor / np.sqrt(k), linear.reshape(k, n, r).mean(dim=0), mean_weight
+
+
+def _square_factor(factor):
+    """An ``r x r`` factor ``S`` with ``S S' = F F'`` for factors ``(n, r, c)``."""
+    if factor.shape[1] == factor.shape[2]:
+        return factor
+    eigenvalues, vectors = np.linalg.eigh(factor @ np.swapaxes(factor, 1, 2))
+    return vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]
 
 
 def quadratic_value(factor, linear, z, weight=None, cost=None):
@@ -195,6 +259,13 @@ class PreferenceLearner:
         device: torch device to train on (``"cpu"``, ``"cuda"``, ...).
         seed: seed of the split, the initial weights and the batch order.
         progress: show a progress bar over epochs.
+        n_networks: train this many networks on the same pairs, from
+            independent initializations, and learn their mean cost (still one
+            convex quadratic, see :class:`QuadraticEnsemble`); 1 (default,
+            the paper's) trains one network. Averaging smooths the learned
+            cost where single networks disagree, which matters most with
+            few or noisy answers. The members share the validation split
+            and stop early together.
     """
 
     def __init__(
@@ -214,6 +285,7 @@ class PreferenceLearner:
         device="cpu",
         seed=0,
         progress=True,
+        n_networks=1,
     ):
         self.n_components = n_components
         self.hidden_layers = hidden_layers
@@ -230,6 +302,7 @@ class PreferenceLearner:
         self.device = device
         self.seed = seed
         self.progress = progress
+        self.n_networks = n_networks
 
     # -- validation -----------------------------------------------------
     def _validate_options(self):
@@ -244,6 +317,7 @@ class PreferenceLearner:
         _check_positive("max_epochs", self.max_epochs, integer=True)
         _check_positive("min_epochs", self.min_epochs, integer=True, allow_zero=True)
         _check_positive("patience", self.patience, integer=True)
+        _check_positive("n_networks", self.n_networks, integer=True)
         if not 0.0 <= float(self.validation_fraction) < 1.0:
             raise LearningError(
                 f"validation_fraction must lie in [0, 1); got {self.validation_fraction!r}"
@@ -374,9 +448,7 @@ class PreferenceLearner:
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**31)))
-                network = QuadraticNetwork(
-                    self.n_context_, self.n_components_, self.hidden_layers, self.nominal_weight
-                )
+                network = self._new_network()
                 if init is not None:
                     network.load_state_dict(init.network_.state_dict())
                 network.to(device)
@@ -414,6 +486,8 @@ class PreferenceLearner:
             raise LearningError("init has other hidden_layers; warm start needs the same network")
         if bool(init.nominal_weight) != bool(self.nominal_weight):
             raise LearningError("init has another nominal_weight; warm start needs the same network")
+        if int(init.n_networks) != int(self.n_networks):
+            raise LearningError("init has another n_networks; warm start needs the same network")
         for name in ("n_components_", "mean_", "projection_", "explained_variance_", "z_range_",
                      "n_decisions_", "n_context_", "context_mean_", "context_scale_",
                      "cost_mean_", "cost_scale_"):
@@ -424,15 +498,34 @@ class PreferenceLearner:
         scaled = (np.asarray(cost, dtype=float) - self.cost_mean_) / self.cost_scale_
         return np.nan_to_num(scaled, nan=0.0)
 
+    def _new_network(self):
+        """An untrained network of this learner's shape (drawn from torch's RNG)."""
+        shape = (self.n_context_, self.n_components_, self.hidden_layers, self.nominal_weight)
+        if self.n_networks == 1:
+            return QuadraticNetwork(*shape)
+        return QuadraticEnsemble(self.n_networks, *shape)
+
     def _batch_loss(self, network, x, za, zb, ca, cb, rater):
-        factor, linear, weight = network(x)
-        return ranking_loss(
+        flip = self._flip_logit[rater] if self.loss == "flip" else None
+        if isinstance(network, QuadraticEnsemble):
+            # The sum of the members' own losses (not the mean cost's loss):
+            # each member is trained as it would be alone.
+            k = network.n_networks
+            factor, linear, weight = network.each(x)
+            za, zb = za.repeat(k, 1), zb.repeat(k, 1)
+            ca, cb = (None if c is None else c.repeat(k) for c in (ca, cb))
+            flip = None if flip is None else flip.repeat(k)
+        else:
+            k = 1
+            factor, linear, weight = network(x)
+        loss = ranking_loss(
             quadratic_value(factor, linear, za, weight, ca),
             quadratic_value(factor, linear, zb, weight, cb),
             self.loss,
             self.margin,
-            self._flip_logit[rater] if self.loss == "flip" else None,
+            flip,
         )
+        return loss if k == 1 else k * loss
 
     def _add_penalty_gradient(self, weights):
         """Add the gradient of ``l2 * sum ||p||^2`` to each weight's gradient.
@@ -539,7 +632,8 @@ class PreferenceLearner:
         Returns:
             ``S`` ``(n, r, r)``, ``qz`` ``(n, r)`` and the weight of the
             nominal cost per unit of ``J``, ``(n,)`` (zeros without
-            ``nominal_weight``).
+            ``nominal_weight``). With ``n_networks > 1``, ``S`` is a
+            square factor of the mean cost's ``H = F F'``.
         """
         # float64 so that one context alone and in a batch give the same S, q.
         self._check_fitted()
@@ -548,7 +642,7 @@ class PreferenceLearner:
         with torch.no_grad():
             factor, linear, weight = network(inputs)
         weight = np.zeros(len(inputs)) if weight is None else weight.numpy() / self.cost_scale_
-        return factor.numpy(), linear.numpy(), weight
+        return _square_factor(factor.numpy()), linear.numpy(), weight
 
     def compressed(self, contexts):
         """Return ``S`` ``(n, r, r)`` and ``qz`` ``(n, r)`` for contexts ``(n, k)``."""
@@ -624,6 +718,7 @@ class PreferenceLearner:
             "device": str(self.device),
             "seed": self.seed,
             "progress": self.progress,
+            "n_networks": int(self.n_networks),
         }
 
     def learned_arrays(self):
@@ -664,9 +759,7 @@ class PreferenceLearner:
             zip(np.asarray(arrays["raters"]).tolist(), np.asarray(arrays["flip_rates"]).tolist())
         )
         learner.n_components_, learner.n_decisions_ = learner.projection_.shape
-        network = QuadraticNetwork(
-            learner.n_context_, learner.n_components_, learner.hidden_layers, learner.nominal_weight
-        )
+        network = learner._new_network()
         state = {
             key[len("network."):]: torch.as_tensor(np.asarray(value))
             for key, value in arrays.items()

@@ -304,6 +304,8 @@ def test_n_components_not_a_positive_integer(toy_model, toy_pairs, n_components)
         ({"margin": 0.0}, "margin must be a positive number"),
         ({"loss": "squared"}, "loss must be one of"),
         ({"max_epochs": 0}, "max_epochs must be a positive integer"),
+        ({"n_networks": 0}, "n_networks must be a positive integer"),
+        ({"n_networks": 2.0}, "n_networks must be a positive integer"),
         ({"validation_fraction": 1.0}, r"validation_fraction must lie in \[0, 1\)"),
         ({"device": "no-such-device"}, "unknown torch device"),
         ({"epochs": 3}, "unknown fit option"),
@@ -331,6 +333,15 @@ def test_warm_start_before_fit(toy_model, toy_pairs):
     with pytest.raises(NotFittedError, match="warm_start=True needs an earlier fit"):
         pref.fit(toy_pairs, warm_start=True, **FAST_FIT)
     assert not pref.is_fitted
+
+
+def test_warm_start_with_another_number_of_networks(toy_model, toy_pairs):
+    pref = add_component(toy_model)
+    pref.fit(toy_pairs, seed=0, **FAST_FIT)
+    before = pref.learner
+    with pytest.raises(LearningError, match="init has another n_networks"):
+        pref.fit(toy_pairs, warm_start=True, n_networks=2, **FAST_FIT)
+    assert pref.learner is before
 
 
 # ------------------------------------------------------------------ activation

@@ -21,8 +21,9 @@ from conftest import (
     build_toy_model,
     solve,
 )
-from pyomo_prefobj import FitReport, Pairs, PreferenceLearner
+from pyomo_prefobj import FitReport, Pairs, PreferenceLearner, PreferenceObjective
 from pyomo_prefobj.errors import LearningError
+from pyomo_prefobj.learning import QuadraticEnsemble, QuadraticNetwork, quadratic_value
 
 HELD_OUT = np.random.default_rng(7).uniform(0.0, 1.0, size=(8, 2))
 SEEDS = (0, 1, 2)
@@ -282,3 +283,93 @@ def test_nominal_weight_needs_the_pairs_costs():
         PreferenceLearner(nominal_weight=True, max_epochs=2, progress=False).fit(pairs)
     with pytest.raises(LearningError, match="nominal_weight must be True or False"):
         PreferenceLearner(nominal_weight="yes", max_epochs=2, progress=False).fit(pairs)
+
+
+# -- n_networks: an ensemble whose mean cost is the learned quadratic ------
+def _member(ensemble, k):
+    """Member ``k`` of a QuadraticEnsemble as a standalone QuadraticNetwork."""
+    shape = (ensemble.weights[0].shape[1], ensemble.n_components)
+    hidden = [int(w.shape[2]) for w in ensemble.weights[:-1]]
+    network = QuadraticNetwork(*shape, hidden, ensemble.nominal_weight)
+    linears = [m for m in network.body if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer, weight, bias in zip(linears, ensemble.weights, ensemble.biases):
+            layer.weight.copy_(weight[k].t())
+            layer.bias.copy_(bias[k, 0])
+    return network
+
+
+@pytest.mark.parametrize("nominal_weight", [False, True])
+def test_ensemble_cost_is_the_mean_of_its_members_costs(nominal_weight):
+    torch.manual_seed(0)
+    ensemble = QuadraticEnsemble(3, 2, 4, (6, 5), nominal_weight).double()
+    context = torch.randn(7, 2, dtype=torch.float64)
+    z = torch.randn(7, 4, dtype=torch.float64)
+    cost = torch.randn(7, dtype=torch.float64) if nominal_weight else None
+    with torch.no_grad():
+        factor, linear, weight = ensemble(context)
+        members = []
+        for k in range(3):
+            member_factor, member_linear, member_weight = _member(ensemble, k).double()(context)
+            members.append(quadratic_value(member_factor, member_linear, z, member_weight, cost))
+        mean = quadratic_value(factor, linear, z, weight, cost)
+    assert factor.shape == (7, 4, 12)
+    torch.testing.assert_close(mean, torch.stack(members).mean(dim=0), rtol=1e-12, atol=1e-12)
+    # The members differ (independent initializations), so the mean is not one of them.
+    assert not torch.allclose(members[0], members[1])
+
+
+def test_ensemble_member_trains_as_it_would_alone():
+    """Each member follows its own loss: member 0 of an ensemble fit equals a
+    one-network fit of the same seed (same initialization and batches) while
+    neither the learning-rate schedule nor early stopping has acted."""
+    pairs = quadratic_pairs(200, np.random.default_rng(6))
+    options = {"max_epochs": 4, "min_epochs": 4, "patience": 30, "progress": False, "seed": 2}
+    alone = PreferenceLearner(**options).fit(pairs)
+    ensemble = PreferenceLearner(n_networks=3, **options).fit(pairs)
+    first = _member(ensemble.network_, 0)
+    for mine, theirs in zip(first.parameters(), alone.network_.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+    second = _member(ensemble.network_, 1)
+    assert not torch.allclose(second.body[0].weight, alone.network_.body[0].weight)
+
+
+def test_ensemble_learns_a_quadratic_and_its_square_factor_keeps_the_cost():
+    rng = np.random.default_rng(3)
+    pairs = quadratic_pairs(600, rng)
+    train, test = pairs.subset(np.arange(500)), pairs.subset(np.arange(500, 600))
+    learner = PreferenceLearner(n_networks=4, max_epochs=150, progress=False, seed=0).fit(train)
+    assert learner.accuracy(test) > 0.9
+    factor, linear, _ = learner.terms(np.zeros((1, 0)))
+    assert factor.shape == (1, 4, 4)
+    with torch.no_grad():
+        wide, _, _ = learner.network_.double()(torch.ones(1, 1, dtype=torch.float64))
+    wide = wide.numpy()
+    np.testing.assert_allclose(factor[0] @ factor[0].T, wide[0] @ wide[0].T, rtol=1e-9, atol=1e-12)
+
+
+def test_ensemble_objective_solves_saves_and_loads(toy_pairs, tmp_path):
+    m = build_toy_model()
+    add_component(m)
+    report = m.pref.fit(toy_pairs, seed=0, n_networks=3, **FAST_FIT)
+    assert report.train_accuracy > 0.85
+    assert m.pref.learner.get_params()["n_networks"] == 3
+    context = (0.3, 0.6)
+    m.pref.activate(context)
+    solve(m, "scip_direct")
+    u = m.pref.decision_values()
+    assert pyo.value(m.pref.learned.objective) == pytest.approx(
+        m.pref.cost(context).value(u), rel=1e-6, abs=1e-6
+    )
+    m.pref.deactivate()
+    path = tmp_path / "ensemble.npz"
+    m.pref.save(path)
+    other = build_toy_model()
+    other.pref = PreferenceObjective.load(path)
+    decisions = np.vstack([toy_pairs.preferred[:5], toy_pairs.other[:5]])
+    contexts = np.vstack([toy_pairs.context[:5]] * 2)
+    np.testing.assert_allclose(
+        other.pref.learner.predict_cost(contexts, decisions),
+        m.pref.learner.predict_cost(contexts, decisions),
+        rtol=1e-12,
+    )
