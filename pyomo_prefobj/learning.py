@@ -263,9 +263,9 @@ class PreferenceLearner:
             independent initializations, and learn their mean cost (still one
             convex quadratic, see :class:`QuadraticEnsemble`); 1 (default,
             the paper's) trains one network. Averaging smooths the learned
-            cost where single networks disagree, which matters most with
-            few or noisy answers. The members share the validation split
-            and stop early together.
+            cost where single networks disagree; on the COVID-19 example it
+            did not improve the decisions (``docs/results.md``). The
+            members share the validation split and stop early together.
     """
 
     def __init__(
