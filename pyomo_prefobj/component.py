@@ -587,7 +587,7 @@ class PreferenceObjectiveData(BlockData):
         except Exception:
             # Whatever failed, the nominal objective stays (or comes back).
             if self.component("learned") is not None:
-                self.del_component("learned")
+                self._delete(self, self.learned)
             self._links["built_for"] = None
             self._set_context(saved_context)
             nominal.activate()
@@ -623,7 +623,7 @@ class PreferenceObjectiveData(BlockData):
         learned = self.component("learned")
         if learned is None or self._links.get("built_for") is not self._learner:
             if learned is not None:
-                self.del_component("learned")
+                self._delete(self, learned)
             self.learned = pyo.Block()
             self._links["built_for"] = self._learner
             return
@@ -634,12 +634,40 @@ class PreferenceObjectiveData(BlockData):
             keep |= {"span_above", "span_below", "span_residual"}
         for component in list(learned.component_objects(descend_into=False)):
             if component.local_name not in keep:
-                learned.del_component(component)
+                self._delete(learned, component)
         if learned.component("z") is not None:
             for z in learned.z.values():
                 z.setlb(None)
                 z.setub(None)
         learned.activate()
+
+    def _delete(self, block, component):
+        """Delete ``component`` of ``block``, and the model's stored solver
+        results about it.
+
+        A solve through Pyomo's classic interfaces (``SolverFactory('scip')
+        .solve(m)``) keeps the solution and its symbol map in
+        ``m.solutions``, with a reference to every variable and row it
+        solved; a reference to a component no longer in the model makes
+        ``m.clone()`` fail. Only the entries of the deleted component go;
+        what the user's own components were solved with stays.
+        """
+        gone = {id(component)}
+        if component.ctype is pyo.Block:
+            gone.update(id(data) for data in component.component_data_objects(descend_into=True))
+        elif component.is_indexed():
+            gone.update(id(data) for data in component.values())
+        solutions = getattr(self.model(), "solutions", None)
+        for solution in getattr(solutions, "solutions", ()):
+            for entries in getattr(solution, "_entry", {}).values():
+                for key in gone.intersection(entries):
+                    del entries[key]
+        for symbols in getattr(solutions, "symbol_map", {}).values():
+            for key in gone.intersection(symbols.byObject):
+                symbols.bySymbol.pop(symbols.byObject.pop(key), None)
+            for alias in [a for a, data in symbols.aliases.items() if id(data) in gone]:
+                del symbols.aliases[alias]
+        block.del_component(component)
 
     def _add_coordinates(self, block):
         """Add ``z = P (u - mu)`` (``r`` variables and equalities) to ``block``

@@ -289,6 +289,29 @@ def test_clone_of_activated_model_deactivates_its_own_nominal(fitted_model):
     assert active_objective(m) is m.cost
 
 
+@pytest.mark.parametrize("between", ["activate", "deactivate", "refit"])
+def test_clone_after_a_solve_and_a_new_activation(fitted_model, toy_pairs, between):
+    # A classic solve keeps its solution and symbol map in m.solutions; the
+    # rows activate replaced must leave them, or m.clone() cannot copy them.
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    solve(m)
+    if between == "deactivate":
+        m.pref.deactivate()
+    elif between == "refit":
+        m.pref.fit(toy_pairs, seed=1, **FAST_FIT)
+    m.pref.activate([0.6, 0.2])
+    # The stored entries of the user's own variables stay.
+    entries = m.solutions.solutions[0]._entry["variable"]
+    assert all(id(x) in entries for x in m.x.values())
+    m2 = m.clone()
+    solve(m2)
+    solve(m)
+    assert pyo.value(m2.pref.learned.objective) == pytest.approx(
+        pyo.value(m.pref.learned.objective), rel=1e-6, abs=1e-6
+    )
+
+
 def test_fit_while_active_updates_the_objective(fitted_model, toy_pairs):
     m = fitted_model
     m.pref.activate(CONTEXT)
