@@ -73,6 +73,12 @@ def _as_list(items):
     return [items]
 
 
+def _describe(item):
+    """A Pyomo component's name (its repr is an address), else the repr."""
+    name = getattr(item, "name", None)
+    return repr(name) if isinstance(name, str) and hasattr(item, "ctype") else repr(item)
+
+
 def _flatten(items, model, ctype, what, error):
     """Flatten components / component data of ``ctype`` into a list of data."""
     flat = []
@@ -85,7 +91,7 @@ def _flatten(items, model, ctype, what, error):
         if getattr(item, "ctype", None) is not ctype:
             raise error(
                 f"PreferenceObjective: {what} must be Pyomo {ctype.__name__} "
-                f"components or their elements; got {item!r} ({type(item).__name__})"
+                f"components or their elements; got {_describe(item)} ({type(item).__name__})"
             )
         flat.extend(item.values() if item.is_indexed() else [item])
     seen = set()
@@ -176,22 +182,24 @@ class PreferenceObjectiveData(BlockData):
     @property
     def decision_names(self):
         """tuple of str: names of the decisions, in the order of ``u``."""
+        self._check_built()
         return self._decision_names
 
     @property
     def context_names(self):
         """tuple of str: names of the context Params, in the order of ``x0``."""
+        self._check_built()
         return self._context_names
 
     @property
     def n_decisions(self):
         """int: length ``d`` of the decision vector."""
-        return len(self._decision_names)
+        return len(self.decision_names)
 
     @property
     def n_context(self):
         """int: length ``k`` of the context vector."""
-        return len(self._context_names)
+        return len(self.context_names)
 
     @property
     def learner(self):
@@ -287,7 +295,16 @@ class PreferenceObjectiveData(BlockData):
     def _owns(self, component):
         return any(block is self for block in _ancestors(component))
 
+    def _check_built(self):
+        if "_links" not in self.__dict__:
+            raise ModelError(
+                "this PreferenceObjective is not on a model yet: add it to the "
+                "model first (m.pref = PreferenceObjective(...) or m.pref = "
+                "PreferenceObjective.load(path)), then call its methods through m.pref"
+            )
+
     def _check_fitted(self):
+        self._check_built()
         if self._learner is None:
             raise NotFittedError(
                 f"{self.name}: no learned objective yet; call fit(pairs) (or "
@@ -298,7 +315,7 @@ class PreferenceObjectiveData(BlockData):
     # Stage 1: sampling
     # ------------------------------------------------------------------
     def sample(self, contexts=None, per_context=20, seed=0, bias_weight=1.0,
-               bias_width=0.5, time_limit=30.0, progress=None):
+               bias_width=1.0, time_limit=30.0, progress=None):
         """Sample feasible decisions by nominal and biased solves (SPEC stage 1).
 
         Args:
@@ -308,7 +325,9 @@ class PreferenceObjectiveData(BlockData):
             per_context: solves per context (the nominal one included).
             seed: seed of the random bias targets.
             bias_weight: ``lambda``, see :mod:`pyomo_prefobj.sampling`.
-            bias_width: ``w``, relative to each decision's scale.
+            bias_width: ``w``, relative to each decision's scale; a binary or
+                integer decision can move only when it is above 0.5 (its
+                target then may round to another value).
             time_limit: seconds per solve; a solve stopped by it keeps its
                 best feasible solution.
             progress: show a progress bar (default: the component's setting).
@@ -316,13 +335,15 @@ class PreferenceObjectiveData(BlockData):
         Returns:
             Candidates: distinct feasible decisions, each with its context
             and nominal cost; the model's variable and Param values are
-            left as they were.
+            left as they were. A warning says at how many contexts the
+            biased solves gave only the nominal decision.
 
         Raises:
             ModelError: the model has no (or several) active objectives.
             SolverUnavailableError: SCIP cannot be used.
             NoFeasibleCandidateError: no context gave a feasible solution.
         """
+        self._check_built()
         contexts = self._check_contexts(contexts)
         if isinstance(per_context, bool) or not isinstance(per_context, (int, np.integer)) or per_context < 1:
             raise ModelError(f"{self.name}: per_context must be a positive integer; got {per_context!r}")
@@ -386,7 +407,16 @@ class PreferenceObjectiveData(BlockData):
             self._set_context(saved_context)
             for var, old in saved_vars:
                 var.set_value(old, skip_validation=True)
-        return self._candidates(rows, contexts)
+        candidates = self._candidates(rows, contexts)
+        alone = sum(1 for members in candidates.groups() if len(members) < 2)
+        if per_context > 1 and alone:
+            warnings.warn(
+                f"{self.name}: at {alone} of {len(candidates.groups())} contexts the "
+                "biased solves returned only the nominal decision, so there is "
+                f"nothing to compare there; {oracles.SAMPLE_MORE}",
+                stacklevel=2,
+            )
+        return candidates
 
     @staticmethod
     def _read(variables, integer):
@@ -422,6 +452,7 @@ class PreferenceObjectiveData(BlockData):
 
         See :func:`pyomo_prefobj.oracles.ask`; returns :class:`Pairs`.
         """
+        self._check_built()
         if isinstance(candidates, Candidates) and candidates.names != self.decision_names:
             raise PairsError(
                 f"{self.name}: these candidates are decisions of another "
@@ -451,6 +482,7 @@ class PreferenceObjectiveData(BlockData):
         Returns:
             FitReport: losses, epochs and held-out pair accuracy.
         """
+        self._check_built()
         if not isinstance(pairs, Pairs):
             raise PairsError(f"{self.name}: fit needs a Pairs dataset; got {type(pairs).__name__}")
         if pairs.n_decisions != self.n_decisions:
@@ -554,8 +586,10 @@ class PreferenceObjectiveData(BlockData):
             ContextError: ``context`` has the wrong length.
             ModelError: no single active nominal objective.
         """
-        if self.component("decision") is None:  # Pyomo's own activate during construction
-            return super().activate()
+        if self.component("decision") is None:
+            if self.parent_block() is None:
+                self._check_built()
+            return super().activate()  # Pyomo's own, while the block is built
         self._check_fitted()
         values = self._check_context(context)
         formulation = self._formulation if formulation is None else formulation

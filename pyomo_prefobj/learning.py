@@ -325,9 +325,15 @@ class PreferenceLearner:
         for width in self.hidden_layers:
             _check_positive("hidden_layers entry", width, integer=True)
         try:
-            return torch.device(self.device)
+            device = torch.device(self.device)
         except (RuntimeError, TypeError) as exc:
             raise LearningError(f"unknown torch device {self.device!r}: {exc}") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise LearningError(
+                f"device {self.device!r}: this torch has no CUDA device "
+                "(torch.cuda.is_available() is False); use device='cpu'"
+            )
+        return device
 
     # -- compression ----------------------------------------------------
     def _fit_compression(self, pairs, decisions=None):

@@ -8,6 +8,7 @@ dropped).
 """
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -59,7 +60,11 @@ class ScoreOracle:
         return f"ScoreOracle(flip={self.flip}, seed={self.seed})"
 
     def __call__(self, a, b):
-        score_a, score_b = float(self.score(a)), float(self.score(b))
+        raw = self.score(a), self.score(b)
+        try:
+            score_a, score_b = float(raw[0]), float(raw[1])
+        except (TypeError, ValueError) as exc:
+            raise OracleError(f"ScoreOracle score must return a number; got {raw[0]!r}, {raw[1]!r}") from exc
         if not (np.isfinite(score_a) and np.isfinite(score_b)):
             raise OracleError(f"ScoreOracle score returned {score_a!r}, {score_b!r}")
         if score_a == score_b:
@@ -112,6 +117,13 @@ class ConsoleOracle:
             show(f"'{reply}' is not an answer: type A, B or ?")
 
 
+#: What to change when sampling gives too few distinct candidates.
+SAMPLE_MORE = (
+    "raise sample()'s bias_weight, or its bias_width: a binary or integer "
+    "decision moves only when bias_width is above 0.5"
+)
+
+
 def draw_pairs(candidates, n_pairs, rng, warn=True):
     """Draw distinct unordered candidate pairs of equal context, spread evenly.
 
@@ -119,7 +131,7 @@ def draw_pairs(candidates, n_pairs, rng, warn=True):
         candidates: the candidate set.
         n_pairs: number of pairs wanted.
         rng: numpy generator.
-        warn: log a warning when fewer than ``n_pairs`` pairs exist.
+        warn: warn (``UserWarning``) when fewer than ``n_pairs`` pairs exist.
 
     Returns:
         array of shape ``(m, 2)`` of candidate indices, ``m <= n_pairs``
@@ -132,12 +144,17 @@ def draw_pairs(candidates, n_pairs, rng, warn=True):
             pools.append(np.column_stack([members[i], members[j]]))
     if not pools:
         raise PairsError(
-            "no context has two distinct candidates; sample more per context"
+            "no context has two distinct candidates; sample again with more "
+            f"solves per context or a stronger bias ({SAMPLE_MORE})"
         )
     total = sum(len(p) for p in pools)
     if n_pairs >= total:
         if n_pairs > total and warn:
-            logger.warning("only %d distinct pairs exist; asking all of them", total)
+            warnings.warn(
+                f"only {total} distinct same-context pairs exist among these "
+                f"candidates; asking all {total} instead of {n_pairs}",
+                stacklevel=3,
+            )
         chosen = np.vstack(pools)
         return chosen[rng.permutation(len(chosen))]
     # Round-robin over contexts so each gets an (almost) equal share.

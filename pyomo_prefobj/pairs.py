@@ -57,8 +57,8 @@ class Pairs:
         context = np.asarray(self.context, dtype=float)
         if context.ndim == 1 and context.size == n:
             context = context.reshape(n, 1)
-        if context.size == 0:
-            context = np.zeros((n, 0))
+        if context.size == 0 and not (context.ndim == 2 and len(context) == n):
+            context = np.zeros((n, 0))  # no context (an empty (n, k) keeps its k)
         if context.ndim != 2 or len(context) != n:
             raise PairsError(
                 f"Pairs.context must have shape ({n}, k); got {context.shape}"
@@ -135,6 +135,13 @@ class Pairs:
             preferred_cost=candidates.nominal_cost[preferred],
             other_cost=candidates.nominal_cost[other],
         )
+
+    def __getitem__(self, index):
+        """``pairs[10:20]``, ``pairs[mask]``, ``pairs[[0, 3]]``: :meth:`subset`;
+        ``pairs[i]``: pair ``i`` as a set of one."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            index = [index]
+        return self.subset(index)
 
     def subset(self, index):
         """Return the pairs at ``index`` (an index array or boolean mask)."""

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DecisionError
+
 
 @dataclass(frozen=True)
 class QuadraticCost:
@@ -47,6 +49,12 @@ class QuadraticCost:
     def value(self, u):
         """Evaluate the cost at ``u`` of shape ``(d,)`` or ``(n, d)``."""
         u = np.asarray(u, dtype=float)
+        d = len(self.linear)
+        if u.ndim not in (1, 2) or u.shape[-1] != d:
+            raise DecisionError(
+                f"QuadraticCost.value needs decisions of shape ({d},) or (n, {d}); "
+                f"got shape {u.shape}"
+            )
         quad = 0.5 * np.einsum("...i,ij,...j->...", u, self.hessian, u)
         return quad + u @ self.linear + self.constant
 

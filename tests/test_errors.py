@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+import torch
 
 import pyomo_prefobj.solver
 from conftest import (
@@ -74,7 +75,12 @@ def test_decisions_that_are_not_vars(toy_model, unchanged, what):
     m = toy_model
     bad = {"param": m.theta, "constraint": m.demand, "number": 3.0, "missing name": "nope"}[what]
     check = unchanged(m)
-    message = r"no decisions named 'nope'" if what == "missing name" else r"decisions must be Pyomo Var"
+    message = {
+        "param": r"decisions must be Pyomo Var .*; got 'theta' \(IndexedParam\)",
+        "constraint": r"decisions must be Pyomo Var .*; got 'demand' \(",
+        "number": r"decisions must be Pyomo Var .*; got 3.0 \(float\)",
+        "missing name": r"no decisions named 'nope'",
+    }[what]
     with pytest.raises(DecisionError, match=message):
         m.pref = PreferenceObjective(decisions=[m.x, bad], context=[m.theta])
     check()
@@ -227,6 +233,36 @@ def test_score_oracle_non_finite_score(toy_candidates):
         oracle(toy_candidates[0], toy_candidates[1])
 
 
+@pytest.mark.parametrize("score", [None, "low", [1.0, 2.0]])
+def test_score_oracle_score_that_is_not_a_number(toy_candidates, score):
+    oracle = ScoreOracle(lambda c: score)
+    with pytest.raises(OracleError, match="score must return a number"):
+        oracle(toy_candidates[0], toy_candidates[1])
+
+
+def test_cost_value_of_decisions_of_the_wrong_length(fitted_model):
+    cost = fitted_model.pref.cost(CONTEXT)
+    d = fitted_model.pref.n_decisions
+    with pytest.raises(DecisionError, match=rf"shape \({d},\) or \(n, {d}\); got shape \(3,\)"):
+        cost.value(np.zeros(3))
+    assert np.shape(cost.value(np.zeros((4, d)))) == (4,)
+
+
+def test_binary_decisions_that_sampling_cannot_move():
+    # With bias_width <= 0.5 a binary's target rounds back to its optimum.
+    m = pyo.ConcreteModel()
+    m.y = pyo.Var(range(4), domain=pyo.Binary)
+    m.pick = pyo.Constraint(expr=sum(m.y.values()) >= 2)
+    m.cost = pyo.Objective(expr=sum((i + 1) * m.y[i] for i in range(4)))
+    m.pref = PreferenceObjective(decisions=[m.y], progress=False)
+    with pytest.warns(UserWarning, match="only the nominal decision.*bias_width is above 0.5"):
+        lonely = m.pref.sample(per_context=6, bias_weight=50, bias_width=0.5)
+    assert len(lonely) == 1
+    with pytest.raises(PairsError, match="bias_width is above 0.5"):
+        m.pref.ask(lonely, n_pairs=3, oracle=lambda a, b: 0)
+    assert len(m.pref.sample(per_context=6, bias_weight=50)) > 1  # the default width moves them
+
+
 def test_candidates_of_another_component(toy_model, toy_candidates):
     m = toy_model
     m.pref = PreferenceObjective(decisions=[m.x], context=[m.theta], progress=False)
@@ -308,6 +344,8 @@ def test_n_components_not_a_positive_integer(toy_model, toy_pairs, n_components)
         ({"n_networks": 2.0}, "n_networks must be a positive integer"),
         ({"validation_fraction": 1.0}, r"validation_fraction must lie in \[0, 1\)"),
         ({"device": "no-such-device"}, "unknown torch device"),
+        pytest.param({"device": "cuda"}, "has no CUDA device", marks=pytest.mark.skipif(
+            torch.cuda.is_available(), reason="a CUDA device is present")),
         ({"epochs": 3}, "unknown fit option"),
     ],
 )

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import DECISION_NAMES, add_component, build_toy_model
 from pyomo_prefobj import Candidates, ConsoleOracle, Pairs, ScoreOracle
-from pyomo_prefobj.errors import PairsError
+from pyomo_prefobj.errors import LearningError, PairsError
 
 
 def small_candidates():
@@ -106,11 +106,32 @@ def test_ask_accepts_letters_and_drops_cannot_tell():
     assert len(pairs) == 3  # 3 + 1 distinct pairs exist; the "None" one is dropped
 
 
+def test_pairs_index_like_arrays(toy_pairs):
+    head = toy_pairs[:5]
+    assert isinstance(head, Pairs) and len(head) == 5
+    np.testing.assert_array_equal(head.preferred, toy_pairs.preferred[:5])
+    one = toy_pairs[-1]
+    assert len(one) == 1
+    np.testing.assert_array_equal(one.other[0], toy_pairs.other[-1])
+    mask = np.zeros(len(toy_pairs), dtype=bool)
+    mask[[2, 7]] = True
+    np.testing.assert_array_equal(toy_pairs[mask].context, toy_pairs.context[[2, 7]])
+
+
+def test_no_pairs_keep_their_context_width(toy_model):
+    empty = Pairs(context=np.zeros((0, 2)), preferred=np.zeros((0, 6)), other=np.zeros((0, 6)))
+    assert empty.context.shape == (0, 2)
+    pref = add_component(toy_model)
+    with pytest.raises(LearningError, match="at least 2 pairs"):
+        pref.fit(empty, progress=False)
+
+
 def test_ask_caps_at_the_distinct_pairs_available():
     cands = small_candidates()
     m = build_toy_model()
     pref = add_component(m)
-    pairs = pref.ask(cands, n_pairs=100, oracle=ScoreOracle(first_entry), seed=0)
+    with pytest.warns(UserWarning, match="only 4 distinct same-context pairs exist"):
+        pairs = pref.ask(cands, n_pairs=100, oracle=ScoreOracle(first_entry), seed=0)
     assert len(pairs) == 4  # C(3, 2) + C(2, 2)
 
 

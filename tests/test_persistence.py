@@ -15,7 +15,7 @@ from conftest import (
     snapshot,
     solve,
 )
-from pyomo_prefobj import Candidates, FileFormatError, Pairs, PreferenceObjective
+from pyomo_prefobj import Candidates, FileFormatError, ModelError, Pairs, PreferenceObjective
 
 CONTEXTS = [(0.3, 0.7), (0.9, 0.1), (0.0, 0.0)]
 
@@ -54,6 +54,26 @@ def test_save_load_round_trip(saved):
         np.testing.assert_array_equal(after.hessian, before.hessian)
         np.testing.assert_array_equal(after.linear, before.linear)
         assert after.constant == before.constant
+
+
+@pytest.mark.parametrize("call", ["activate", "cost", "sample", "decision_values", "n_context"])
+def test_a_loaded_objective_not_yet_on_a_model_says_so(saved, call):
+    _, path = saved
+    pref = PreferenceObjective.load(path)
+    calls = {
+        "activate": lambda: pref.activate([0.3, 0.7]),
+        "cost": lambda: pref.cost([0.3, 0.7]),
+        "sample": lambda: pref.sample([[0.3, 0.7]]),
+        "decision_values": pref.decision_values,
+        "n_context": lambda: pref.n_context,
+    }
+    with pytest.raises(ModelError, match="not on a model yet"):
+        calls[call]()
+    # Added to a model afterwards, it works.
+    m = build_toy_model()
+    m.pref = pref
+    m.pref.activate([0.3, 0.7])
+    assert active_objective(m) is m.pref.learned.objective
 
 
 def test_loaded_objective_solves_like_the_original(saved):
