@@ -35,7 +35,6 @@ import dataclasses
 import json
 import logging
 import warnings
-import zipfile
 
 import numpy as np
 import pyomo.environ as pyo
@@ -54,6 +53,7 @@ from .errors import (
     PairsError,
 )
 from .learning import PreferenceLearner
+from .npzfile import read_npz
 from .pairs import Pairs
 from .progress import progress_bar
 from .solver import ScipSession
@@ -860,11 +860,7 @@ def load_preference_objective(path, decisions=None, context=None):
         FileFormatError: the file is missing, corrupted, not a saved
             objective, or of another format version.
     """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise FileFormatError(f"cannot read a saved PreferenceObjective from {path}: {exc}") from exc
+    arrays = read_npz(path, "a saved PreferenceObjective")
     try:
         header = json.loads(str(arrays.pop("header")))
     except (KeyError, ValueError) as exc:

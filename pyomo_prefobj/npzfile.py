@@ -12,6 +12,24 @@ def save_arrays(path, kind, version, **arrays):
     np.savez(path, format=np.array(kind), version=np.array(version), **arrays)
 
 
+def read_npz(path, what):
+    """Every array of the ``.npz`` file ``path``, as a dict (no pickle).
+
+    Raises:
+        FileFormatError: ``path`` is missing, not an ``.npz`` archive, or
+            corrupted; the message names ``what`` the file should hold.
+    """
+    try:
+        with open(path, "rb") as handle:  # a missing file: OSError
+            if not zipfile.is_zipfile(handle):
+                # np.load would read it as a pickle and suggest allow_pickle=True.
+                raise ValueError("not an .npz archive")
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise FileFormatError(f"cannot read {what} from {path}: {exc}") from exc
+
+
 def load_arrays(path, kind, version, what):
     """Read a file written by :func:`save_arrays` as a dict of arrays.
 
@@ -24,11 +42,10 @@ def load_arrays(path, kind, version, what):
     Raises:
         FileFormatError: missing, corrupted, another format or version.
     """
+    arrays = read_npz(path, what)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
         found_kind, found_version = str(arrays.pop("format")), int(arrays.pop("version"))
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (KeyError, ValueError) as exc:
         raise FileFormatError(f"cannot read {what} from {path}: {exc}") from exc
     if found_kind != kind:
         raise FileFormatError(f"{path} is not a {what} file (format {found_kind!r})")
