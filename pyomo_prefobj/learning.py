@@ -45,6 +45,7 @@ weights. torch is imported by this module only.
 import copy
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -398,6 +399,13 @@ class PreferenceLearner:
         device = self._validate_options()
         if len(pairs) < 2:
             raise LearningError(f"fit needs at least 2 pairs; got {len(pairs)}")
+        same = int(np.sum(np.all(pairs.preferred == pairs.other, axis=1)))
+        if same:
+            warnings.warn(
+                f"{same} of {len(pairs)} pairs compare a decision with itself; "
+                "they say nothing about a preference",
+                stacklevel=3,
+            )
         if self.nominal_weight and not pairs.has_costs:
             raise LearningError(
                 "nominal_weight=True needs the nominal cost of every decision in the "

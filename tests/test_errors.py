@@ -362,8 +362,9 @@ def test_too_few_or_identical_pairs(toy_model, toy_pairs):
     with pytest.raises(LearningError, match="at least 2 pairs"):
         pref.fit(toy_pairs.subset(np.arange(1)), **FAST_FIT)
     same = np.ones((5, 6))
-    with pytest.raises(LearningError, match="all decisions in the pairs are identical"):
-        pref.fit(Pairs(np.zeros((5, 2)), same, same), **FAST_FIT)
+    with pytest.warns(UserWarning, match="5 of 5 pairs compare a decision with itself"):
+        with pytest.raises(LearningError, match="all decisions in the pairs are identical"):
+            pref.fit(Pairs(np.zeros((5, 2)), same, same), **FAST_FIT)
 
 
 def test_warm_start_before_fit(toy_model, toy_pairs):
