@@ -20,10 +20,16 @@ def read_npz(path, what):
             corrupted; the message names ``what`` the file should hold.
     """
     try:
-        with open(path, "rb") as handle:  # a missing file: OSError
-            if not zipfile.is_zipfile(handle):
-                # np.load would read it as a pickle and suggest allow_pickle=True.
-                raise ValueError("not an .npz archive")
+        if hasattr(path, "read"):  # an open file
+            start = path.tell()
+            archive = zipfile.is_zipfile(path)
+            path.seek(start)
+        else:
+            with open(path, "rb") as handle:  # a missing file: OSError
+                archive = zipfile.is_zipfile(handle)
+        if not archive:
+            # np.load would read it as a pickle and suggest allow_pickle=True.
+            raise ValueError("not an .npz archive")
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

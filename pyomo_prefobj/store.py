@@ -104,6 +104,14 @@ class DuplicateAnswerError(StoreError):
     """The rater has already answered this query; answers are final."""
 
 
+class DuplicateRaterError(StoreError):
+    """The session has a rater of that name already."""
+
+
+class UnknownRaterError(StoreError, LookupError):
+    """The session has no rater of that name."""
+
+
 # ----------------------------------------------------------------------
 # Tables
 # ----------------------------------------------------------------------
@@ -809,7 +817,7 @@ class PreferenceStore:
             keeps only its hash).
 
         Raises:
-            StoreError: the session has a rater of that name already.
+            DuplicateRaterError: the session has a rater of that name already.
         """
         name = _check_name(name, "rater")
         token = _new_token()
@@ -821,9 +829,9 @@ class PreferenceStore:
                 db.flush()
                 result = Rater(id=rater.id, session_id=record.id, name=name, token=token)
         except IntegrityError as exc:
-            raise StoreError(
-                f"session {session!r} has a rater named {name!r} already; "
-                "use new_rater_token for a new link"
+            raise DuplicateRaterError(
+                f"this session has a rater named {name!r} already; choose another "
+                "name, or give that rater a new link (new_rater_token)"
             ) from exc
         logger.info("added rater %r to session %r", name, record.name)
         return result
@@ -839,7 +847,7 @@ class PreferenceStore:
                 )
             )
             if rater is None:
-                raise StoreError(f"session {record.name!r} has no rater named {name!r}")
+                raise UnknownRaterError(f"session {record.name!r} has no rater named {name!r}")
             rater.token_hash = _hash_token(token)
             return Rater(id=rater.id, session_id=record.id, name=rater.name, token=token)
 
@@ -1184,6 +1192,7 @@ class PreferenceStore:
 
         Raises:
             PairsError: there is no A/B answer (yet) to export.
+            UnknownRaterError: ``raters`` names someone not in the session.
         """
         candidates = self.candidates(session)
         with self._sessionmaker() as db:
@@ -1200,6 +1209,15 @@ class PreferenceStore:
             )
             if raters is not None:
                 names = [raters] if isinstance(raters, str) else list(raters)
+                known = set(db.scalars(
+                    select(_RaterRecord.name).where(_RaterRecord.session_id == record.id)
+                ))
+                unknown = [name for name in names if name not in known]
+                if unknown:
+                    raise UnknownRaterError(
+                        f"session {record.name!r} has no rater named "
+                        f"{', '.join(map(repr, unknown))}; raters: {sorted(known)}"
+                    )
                 statement = statement.where(_RaterRecord.name.in_(names))
             rows = db.execute(statement).all()
         if not rows:

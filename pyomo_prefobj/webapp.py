@@ -50,10 +50,12 @@ from .store import (
     SELECTORS,
     AuthenticationError,
     DuplicateAnswerError,
+    DuplicateRaterError,
     InvalidAnswerError,
     PreferenceStore,
     StoreError,
     UnknownQueryError,
+    UnknownRaterError,
     UnknownSessionError,
     fewest_answers,
 )
@@ -69,6 +71,8 @@ _STATUS = (
     (UnknownQueryError, 404, "unknown_query"),
     (UnknownSessionError, 404, "unknown_session"),
     (DuplicateAnswerError, 409, "already_answered"),
+    (DuplicateRaterError, 409, "rater_exists"),
+    (UnknownRaterError, 404, "unknown_rater"),
     (InvalidAnswerError, 400, "malformed"),
     (PairsError, 409, "nothing_to_export"),
     (StoreError, 400, "bad_request"),
@@ -88,7 +92,8 @@ def describe_query(query, context_names, max_rows=40, tolerance=1e-6):
         query: a :class:`~pyomo_prefobj.store.Query`.
         context_names: names of the context values.
         max_rows: most differing decisions listed (largest differences first).
-        tolerance: values closer than this count as equal.
+        tolerance: values closer than this count as equal, and values
+            closer than this to 0 are shown as 0.
 
     Returns:
         dict: ``id``, ``context`` (name/value rows), ``nominal_cost`` of A and
@@ -96,6 +101,10 @@ def describe_query(query, context_names, max_rows=40, tolerance=1e-6):
         ``hidden`` (differing decisions not listed) and ``n_decisions``.
     """
     a, b = query.first, query.second
+
+    def shown(value):  # a solver's -1e-9 is a 0 to a planner
+        return 0.0 if abs(value) <= tolerance else float(value)
+
     difference = np.abs(a.u - b.u)
     differ = np.flatnonzero(difference > tolerance)
     order = differ[np.argsort(-difference[differ], kind="stable")][:max_rows]
@@ -107,7 +116,7 @@ def describe_query(query, context_names, max_rows=40, tolerance=1e-6):
         ],
         "nominal_cost": {"A": a.nominal_cost, "B": b.nominal_cost},
         "rows": [
-            {"name": a.names[i], "A": float(a.u[i]), "B": float(b.u[i])} for i in order
+            {"name": a.names[i], "A": shown(a.u[i]), "B": shown(b.u[i])} for i in order
         ],
         "n_differ": int(len(differ)),
         "hidden": int(len(differ) - len(order)),

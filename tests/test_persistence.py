@@ -1,5 +1,6 @@
 """Saving and loading a learned objective: round trip, and bad files."""
 
+import io
 import json
 import zipfile
 
@@ -211,8 +212,10 @@ def test_wrong_pairs_files(tmp_path, saved):
     with pytest.raises(FileFormatError, match="cannot read pairs"):
         Pairs.load(path)  # an objective file has no 'format' entry
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(FileFormatError, match="cannot read pairs"):
+    with pytest.raises(FileFormatError, match="cannot read pairs .*: not an .npz archive"):
         Pairs.load(tmp_path / "junk.npz")
+    with pytest.raises(FileFormatError, match="cannot read pairs .*: not an .npz archive"):
+        Pairs.load(io.BytesIO(b"junk"))
     data = (tmp_path / "pairs.npz").read_bytes()
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(FileFormatError, match="cannot read pairs"):

@@ -32,8 +32,9 @@ pytest.importorskip("sqlalchemy")
 from pyomo_prefobj import serve  # noqa: E402
 from conftest import random_candidates  # noqa: E402
 from pyomo_prefobj.pairs import Pairs  # noqa: E402
-from pyomo_prefobj.store import PreferenceStore, load_pairs  # noqa: E402
-from pyomo_prefobj.webapp import RATER_COOKIE, create_app  # noqa: E402
+from pyomo_prefobj.candidates import Candidate  # noqa: E402
+from pyomo_prefobj.store import PreferenceStore, Query, load_pairs  # noqa: E402
+from pyomo_prefobj.webapp import RATER_COOKIE, create_app, describe_query  # noqa: E402
 
 N_GROUPS, PER_GROUP, N_DECISIONS = 3, 4, 5
 CHROMIUM = shutil.which("chromium") or next(
@@ -148,6 +149,15 @@ def test_next_pair_shows_context_costs_and_differing_values(app, store, alice):
     for row in shown["rows"]:
         assert row["A"] == query.first.values[row["name"]]
         assert row["B"] == query.second.values[row["name"]]
+
+
+def test_values_within_the_tolerance_of_zero_show_as_zero():
+    names = ("x", "y", "z")
+    a = Candidate(np.array([-1e-9, 2.0, 0.0]), np.array([0.5]), 1.0, names)
+    b = Candidate(np.array([3.0, 2.0, -2e-9]), np.array([0.5]), 2.0, names)
+    shown = describe_query(Query(7, 1, 0, 0, 1, a, b), ["load"])
+    # y is equal, z differs by solver noise only; x's -1e-9 shows as 0.
+    assert [(row["name"], row["A"], row["B"]) for row in shown["rows"]] == [("x", 0.0, 3.0)]
 
 
 def test_long_tables_are_cut_to_max_rows(store, session, alice):
@@ -331,8 +341,14 @@ def test_admin_progress_export_and_new_raters(app, store, session, alice, bob):
     carol = created.get_json()
     assert carol["link"].endswith(f"/rate?token={carol['token']}")
     assert app.test_client().get("/api/next", headers=auth(carol["token"])).status_code == 200
-    assert admin.post("/api/admin/raters", json={"name": "carol"}).status_code == 400
+    again = admin.post("/api/admin/raters", json={"name": "carol"})
+    assert again.status_code == 409 and again.get_json()["error"] == "rater_exists"
+    assert "a rater named 'carol' already" in again.get_json()["message"]
+    assert "SessionInfo" not in again.get_json()["message"]
     assert admin.post("/api/admin/raters", json=["carol"]).status_code == 400
+    nobody = admin.get("/admin/export.npz?rater=nobody")
+    assert nobody.status_code == 404 and nobody.get_json()["error"] == "unknown_rater"
+    assert "no rater named 'nobody'" in nobody.get_json()["message"]
 
 
 def test_admin_endpoints_refuse_other_tokens(app, store, session, candidates, alice):
