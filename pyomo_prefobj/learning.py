@@ -306,6 +306,15 @@ class PreferenceLearner:
         self.n_networks = n_networks
 
     # -- validation -----------------------------------------------------
+    def check_options(self):
+        """Check the hyperparameters without fitting (``fit`` checks them too).
+
+        Raises:
+            LearningError: a hyperparameter is out of range or of the wrong kind,
+                or ``device`` is not available.
+        """
+        self._validate_options()
+
     def _validate_options(self):
         if self.loss not in LOSSES:
             raise LearningError(f"loss must be one of {LOSSES}; got {self.loss!r}")
@@ -322,6 +331,11 @@ class PreferenceLearner:
         if not 0.0 <= float(self.validation_fraction) < 1.0:
             raise LearningError(
                 f"validation_fraction must lie in [0, 1); got {self.validation_fraction!r}"
+            )
+        if not isinstance(self.hidden_layers, (tuple, list)):
+            raise LearningError(
+                f"hidden_layers must be a tuple of layer widths, e.g. (20, 20) or (5,); "
+                f"got {self.hidden_layers!r}"
             )
         for width in self.hidden_layers:
             _check_positive("hidden_layers entry", width, integer=True)

@@ -154,6 +154,35 @@ def test_fit_options_from_the_command_line_are_typed():
         experiment.key_value("l2")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "argument --seeds: must be an integer >= 1, got 0"),
+    (["--pairs", "448", "0"], "argument --pairs: must be an integer >= 1, got 0"),
+    (["--n-jobs", "0"], "argument --n-jobs: expected a number of workers >= 1, or -1"),
+    (["--train-contexts", "x"], "argument --train-contexts: expected an integer >= 1, got 'x'"),
+])
+def test_command_line_counts_must_be_positive(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_command_line_zero_is_not_taken_for_the_default(capsys):
+    # --pair-coverage 0 used to become the default (1) silently.
+    assert main(["--pair-coverage", "0", "--no-progress"]) == 2
+    assert "pair_coverage must be > 0" in capsys.readouterr().err
+    assert _parser().parse_args(["--n-jobs", "-1"]).n_jobs == -1
+
+
+def test_a_failed_run_ends_with_one_line_and_exit_status_1(capsys):
+    # 2 contexts x 3 candidates span fewer than the default 30 PCA directions.
+    argv = ["--pairs", "4", "--train-contexts", "2", "--per-context", "3",
+            "--eval-contexts", "1", "--n-jobs", "1", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "n_components=30 is larger than the data allows" in err[0]
+    assert err[0].endswith("(on the command line: --components)")
+
+
 def test_captured_gain():
     gain = experiment.captured_gain([10.0, 10.0, 10.0, 4.0], [4.0, 10.0, 12.0, 3.0], [4.0] * 4)
     np.testing.assert_allclose(gain[:3], [1.0, 0.0, -1.0 / 3.0])
@@ -167,6 +196,17 @@ def test_settings_validation():
         experiment.ExperimentSettings(seeds=(0, 0))
     with pytest.raises(ValueError, match="per_context must be >= 2"):
         experiment.ExperimentSettings(per_context=1)
+    # Checked before any sampling, not when the first fit or solve runs.
+    with pytest.raises(ValueError, match="unknown fit option"):
+        experiment.ExperimentSettings(fit_options={"bogus": 3})
+    with pytest.raises(ValueError, match="hidden_layers must be a tuple"):
+        experiment.ExperimentSettings(fit_options={"hidden_layers": 5})
+    with pytest.raises(ValueError, match="span_penalty must be >= 0"):
+        experiment.ExperimentSettings(span_penalty=-1.0)
+    with pytest.raises(ValueError, match="pair_coverage must be > 0"):
+        experiment.ExperimentSettings(pair_coverage=0.0)
+    with pytest.raises(ValueError, match="n_jobs must be >= 1 or -1"):
+        experiment.ExperimentSettings(n_jobs=0)
     settings = experiment.ExperimentSettings(pairs=(448, 896), flips=(0, 0.3))
     assert settings.cells == [(448, 0.0), (448, 0.3), (896, 0.0), (896, 0.3)]
     assert settings.candidates_per_context == 9  # 896 pairs: 35 each, 36 distinct

@@ -344,6 +344,7 @@ def test_n_components_not_a_positive_integer(toy_model, toy_pairs, n_components)
         ({"n_networks": 2.0}, "n_networks must be a positive integer"),
         ({"validation_fraction": 1.0}, r"validation_fraction must lie in \[0, 1\)"),
         ({"device": "no-such-device"}, "unknown torch device"),
+        ({"hidden_layers": 5}, r"hidden_layers must be a tuple of layer widths"),
         pytest.param({"device": "cuda"}, "has no CUDA device", marks=pytest.mark.skipif(
             torch.cuda.is_available(), reason="a CUDA device is present")),
         ({"epochs": 3}, "unknown fit option"),

@@ -8,6 +8,8 @@ paper's full grid. See ``examples/covid19/README.md``.
 import argparse
 import sys
 
+from pyomo_prefobj import PreferenceObjectiveError
+
 from examples.covid19 import experiment
 
 
@@ -21,12 +23,12 @@ def _parser():
         ),
     )
     grid = parser.add_argument_group("configurations")
-    grid.add_argument("--pairs", type=int, nargs="+", default=None, metavar="N",
+    grid.add_argument("--pairs", type=experiment.positive_int, nargs="+", default=None, metavar="N",
                       help="pair counts (default 448; sweep: 448 896 1344)")
     grid.add_argument("--flip", type=float, nargs="+", default=None, metavar="F",
                       help="fractions of flipped labels in [0, 1) (default 0.1; "
                            "sweep: 0 0.1 0.2 0.3)")
-    grid.add_argument("--seeds", type=int, default=None, metavar="K",
+    grid.add_argument("--seeds", type=experiment.positive_int, default=None, metavar="K",
                       help="number of seeds, run as 0..K-1 (default 1; sweep: 7)")
     grid.add_argument("--first-seed", type=int, default=0, metavar="S",
                       help="first seed (default 0)")
@@ -34,11 +36,11 @@ def _parser():
                       help="the paper's grid: pairs {448, 896, 1344} x flipped "
                            "{0, 10, 20, 30}%%, 7 seeds (--pairs/--flip/--seeds override)")
     protocol = parser.add_argument_group("protocol")
-    protocol.add_argument("--train-contexts", type=int, default=26, metavar="M",
+    protocol.add_argument("--train-contexts", type=experiment.positive_int, default=26, metavar="M",
                           help="training contexts evenly spaced in [0, 1] (default 26)")
-    protocol.add_argument("--eval-contexts", type=int, default=52, metavar="M",
+    protocol.add_argument("--eval-contexts", type=experiment.positive_int, default=52, metavar="M",
                           help="evaluation contexts evenly spaced in [0, 1] (default 52)")
-    protocol.add_argument("--per-context", type=int, default=None, metavar="K",
+    protocol.add_argument("--per-context", type=experiment.positive_int, default=None, metavar="K",
                           help="candidates sampled per training context (default: "
                                "enough distinct pairs for the largest --pairs, "
                                "times --pair-coverage)")
@@ -111,13 +113,18 @@ def _parser():
     return parser
 
 
+def _given(value, default):
+    """``value`` unless the option was left out (``None``); 0 stays 0."""
+    return default if value is None else value
+
+
 def settings_from_args(args):
     """:class:`~examples.covid19.experiment.ExperimentSettings` of parsed args."""
     sweep = args.sweep
-    pairs = args.pairs or (experiment.SWEEP_PAIRS if sweep else (448,))
-    flips = args.flip or (experiment.SWEEP_FLIPS if sweep else (0.1,))
-    n_seeds = args.seeds or (experiment.SWEEP_SEEDS if sweep else 1)
-    coverage = args.pair_coverage or (2.0 if sweep else 1.0)
+    pairs = _given(args.pairs, experiment.SWEEP_PAIRS if sweep else (448,))
+    flips = _given(args.flip, experiment.SWEEP_FLIPS if sweep else (0.1,))
+    n_seeds = _given(args.seeds, experiment.SWEEP_SEEDS if sweep else 1)
+    coverage = _given(args.pair_coverage, 2.0 if sweep else 1.0)
     # The paper's training reproduces Table 1 (ExperimentSettings' defaults);
     # the recommended one avoids collapsed seeds (docs/results.md) and solves
     # with SCIP_OPTIONS.
@@ -172,7 +179,10 @@ def main(argv=None):
         f"candidates, {settings.eval_contexts} evaluation contexts, n_jobs={settings.n_jobs}",
         flush=True,
     )
-    result = experiment.run_experiment(settings)
+    try:
+        result = experiment.run_experiment(settings)
+    except PreferenceObjectiveError as exc:
+        return experiment.report_failure("python -m examples.covid19", exc, args.verbose)
     print(experiment.format_table(result))
     if args.json:
         experiment.save_json(result, args.json)

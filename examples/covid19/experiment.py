@@ -60,6 +60,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -72,7 +73,13 @@ from pyomo.contrib.solver.common.results import SolutionStatus
 from pyomo.core.expr.visitor import identify_mutable_parameters
 from tqdm.auto import tqdm
 
-from pyomo_prefobj import SCIP_OPTIONS, PersistentScip, PreferenceObjective, ScoreOracle
+from pyomo_prefobj import (
+    SCIP_OPTIONS,
+    PersistentScip,
+    PreferenceLearner,
+    PreferenceObjective,
+    ScoreOracle,
+)
 from examples.covid19.model import NOMINAL_OPTIMUM, build_model, decision_vars
 from examples.covid19.user import SimulatedUser
 
@@ -208,6 +215,22 @@ class ExperimentSettings:
                 f"ExperimentSettings.per_context must be >= 2 (pairs need two "
                 f"candidates per context); got {self.per_context}"
             )
+        if not self.pair_coverage > 0:
+            raise ValueError(f"ExperimentSettings.pair_coverage must be > 0; got {self.pair_coverage}")
+        if self.n_jobs != -1 and self.n_jobs < 1:
+            raise ValueError(f"ExperimentSettings.n_jobs must be >= 1 or -1; got {self.n_jobs}")
+        for name, option in self.activation.items():
+            if option is not None and not option >= 0:
+                raise ValueError(f"ExperimentSettings.{name} must be >= 0; got {option}")
+        # Before hours of sampling, not after: the fit's own checks.
+        try:
+            learner = PreferenceLearner(
+                n_components=self.n_components, loss=self.loss, min_epochs=self.min_epochs,
+                max_epochs=self.max_epochs, **self.fit_options,
+            )
+        except TypeError as exc:
+            raise ValueError(f"unknown fit option: {exc}") from exc
+        learner.check_options()
 
     @property
     def activation(self):
@@ -481,7 +504,7 @@ def add_output_arguments(parser, n_jobs, n_jobs_help, figure_help):
         n_jobs: default of ``--n-jobs``.
         n_jobs_help, figure_help: their help texts.
     """
-    parser.add_argument("--n-jobs", type=int, default=n_jobs, metavar="J", help=n_jobs_help)
+    parser.add_argument("--n-jobs", type=worker_count, default=n_jobs, metavar="J", help=n_jobs_help)
     parser.add_argument("--json", metavar="PATH", help="write every number to PATH")
     parser.add_argument("--figure", metavar="PATH", help=figure_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -500,6 +523,45 @@ def configure_logging(verbose):
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+
+
+def report_failure(program, exc, verbose=False):
+    """Print a failed run's error on one line (stderr); return exit status 1.
+
+    With ``verbose`` the exception propagates with its traceback instead.
+    """
+    if verbose:
+        raise exc
+    hint = " (on the command line: --components)" if "n_components" in str(exc) else ""
+    print(f"{program}: {exc}{hint}", file=sys.stderr)
+    return 1
+
+
+def positive_int(text):
+    """Parse a command-line integer >= 1.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not an integer >= 1.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def worker_count(text):
+    """Parse ``--n-jobs``: an integer >= 1, or -1 for every core."""
+    if text.strip() == "-1":
+        return -1
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of workers >= 1, or -1 for every core; got {text!r}"
+        ) from None
 
 
 def key_value(text):

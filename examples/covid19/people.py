@@ -68,7 +68,7 @@ import time
 
 import numpy as np
 
-from pyomo_prefobj import Candidates, Pairs, ScoreOracle
+from pyomo_prefobj import Candidates, Pairs, PreferenceObjectiveError, ScoreOracle
 from pyomo_prefobj.active import ask_active
 from examples.covid19 import experiment
 from examples.covid19.user import SimulatedUser
@@ -860,28 +860,29 @@ def _parser():
     parser.add_argument("--quick", action="store_true",
                         help=f"small sizes for debugging ({QUICK['train_contexts']} training, "
                              f"{QUICK['eval_contexts']} evaluation contexts, budgets "
-                             f"{' '.join(map(str, QUICK['budgets']))}, raters' pairs "
+                             f"{' '.join(map(str, QUICK['budgets']))} in batches of "
+                             f"{QUICK['batch']}, raters' pairs "
                              f"{QUICK['rater_pairs']}); explicit options override")
-    parser.add_argument("--seeds", type=int, default=1, metavar="K",
+    parser.add_argument("--seeds", type=experiment.positive_int, default=1, metavar="K",
                         help="number of seeds, run as S..S+K-1 (default 1)")
     parser.add_argument("--first-seed", type=int, default=0, metavar="S",
                         help="first seed (default 0)")
-    parser.add_argument("--train-contexts", type=int, default=None, metavar="M",
+    parser.add_argument("--train-contexts", type=experiment.positive_int, default=None, metavar="M",
                         help="training contexts (default 26)")
-    parser.add_argument("--eval-contexts", type=int, default=None, metavar="M",
+    parser.add_argument("--eval-contexts", type=experiment.positive_int, default=None, metavar="M",
                         help="evaluation contexts (default 52)")
-    parser.add_argument("--per-context", type=int, default=None, metavar="K",
+    parser.add_argument("--per-context", type=experiment.positive_int, default=None, metavar="K",
                         help="candidates per training context (default: as the experiment "
                              "samples for the largest budget / --pairs)")
-    parser.add_argument("--budgets", type=int, nargs="+", default=None, metavar="N",
+    parser.add_argument("--budgets", type=experiment.positive_int, nargs="+", default=None, metavar="N",
                         help="active: pair budgets, multiples of --batch "
                              f"(default {' '.join(map(str, BUDGETS))})")
-    parser.add_argument("--batch", type=int, default=None, metavar="B",
+    parser.add_argument("--batch", type=experiment.positive_int, default=None, metavar="B",
                         help=f"active: random questions first and questions between "
                              f"refits (default {ACTIVE_BATCH})")
-    parser.add_argument("--members", type=int, default=ENSEMBLE_MEMBERS, metavar="N",
+    parser.add_argument("--members", type=experiment.positive_int, default=ENSEMBLE_MEMBERS, metavar="N",
                         help=f"active: ensemble size (default {ENSEMBLE_MEMBERS})")
-    parser.add_argument("--top", type=int, default=None, metavar="K",
+    parser.add_argument("--top", type=experiment.positive_int, default=None, metavar="K",
                         help="active: ask only about pairs with one of the K candidates "
                              "the ensemble ranks best at their context (default: every pair)")
     parser.add_argument("--captured-gain", action="store_true",
@@ -890,7 +891,7 @@ def _parser():
     experiment.add_results_dir_argument(parser)
     parser.add_argument("--flip", type=float, default=0.0, metavar="F",
                         help="active: share of the simulated user's answers inverted (default 0)")
-    parser.add_argument("--pairs", type=int, default=None, metavar="N",
+    parser.add_argument("--pairs", type=experiment.positive_int, default=None, metavar="N",
                         help=f"raters: answers of all raters together (default {RATER_PAIRS})")
     parser.add_argument("--aggregated-option", action="append", default=[], metavar="KEY=VALUE",
                         type=experiment.key_value,
@@ -965,13 +966,15 @@ def main(argv=None):
         f"evaluation contexts; training {_training(settings)}; n_jobs={settings.n_jobs}",
         flush=True,
     )
-    if args.measurement == "active":
-        result = run_active(settings, options["budgets"], options["flip"], options["batch"],
-                            options["n_members"], options["top"])
-        print(format_active(result))
-    else:
-        result = run_raters(settings, options["n_pairs"], variants=options["variants"])
-        print(format_raters(result))
+    try:
+        if args.measurement == "active":
+            result = run_active(settings, options["budgets"], options["flip"], options["batch"],
+                                options["n_members"], options["top"])
+        else:
+            result = run_raters(settings, options["n_pairs"], variants=options["variants"])
+    except PreferenceObjectiveError as exc:
+        return experiment.report_failure("python -m examples.covid19.people", exc, args.verbose)
+    print(format_active(result) if args.measurement == "active" else format_raters(result))
     if args.json:
         experiment.save_json(result, args.json)
         print(f"wrote {args.json}")
