@@ -64,7 +64,9 @@ class ScoreOracle:
         try:
             score_a, score_b = float(raw[0]), float(raw[1])
         except (TypeError, ValueError) as exc:
-            raise OracleError(f"ScoreOracle score must return a number; got {raw[0]!r}, {raw[1]!r}") from exc
+            raise OracleError(
+                f"ScoreOracle score must return a number; got {raw[0]!r}, {raw[1]!r}"
+            ) from exc
         if not (np.isfinite(score_a) and np.isfinite(score_b)):
             raise OracleError(f"ScoreOracle score returned {score_a!r}, {score_b!r}")
         if score_a == score_b:

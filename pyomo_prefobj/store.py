@@ -831,7 +831,8 @@ class PreferenceStore:
         except IntegrityError as exc:
             raise DuplicateRaterError(
                 f"this session has a rater named {name!r} already; choose another "
-                "name, or give that rater a new link (new_rater_token)"
+                "name, or give that rater a new link (serve --new-tokens, or "
+                "PreferenceStore.new_rater_token)"
             ) from exc
         logger.info("added rater %r to session %r", name, record.name)
         return result
