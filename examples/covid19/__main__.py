@@ -113,18 +113,13 @@ def _parser():
     return parser
 
 
-def _given(value, default):
-    """``value`` unless the option was left out (``None``); 0 stays 0."""
-    return default if value is None else value
-
-
 def settings_from_args(args):
     """:class:`~examples.covid19.experiment.ExperimentSettings` of parsed args."""
     sweep = args.sweep
-    pairs = _given(args.pairs, experiment.SWEEP_PAIRS if sweep else (448,))
-    flips = _given(args.flip, experiment.SWEEP_FLIPS if sweep else (0.1,))
-    n_seeds = _given(args.seeds, experiment.SWEEP_SEEDS if sweep else 1)
-    coverage = _given(args.pair_coverage, 2.0 if sweep else 1.0)
+    pairs = experiment.given(args.pairs, experiment.SWEEP_PAIRS if sweep else (448,))
+    flips = experiment.given(args.flip, experiment.SWEEP_FLIPS if sweep else (0.1,))
+    n_seeds = experiment.given(args.seeds, experiment.SWEEP_SEEDS if sweep else 1)
+    coverage = experiment.given(args.pair_coverage, 2.0 if sweep else 1.0)
     # The paper's training reproduces Table 1 (ExperimentSettings' defaults);
     # the recommended one avoids collapsed seeds (docs/results.md) and solves
     # with SCIP_OPTIONS.

@@ -537,6 +537,12 @@ def report_failure(program, exc, verbose=False):
     return 1
 
 
+def given(value, default):
+    """A command-line option's ``value`` unless it was left out (``None``);
+    a 0 stays 0 (``value or default`` would replace it)."""
+    return default if value is None else value
+
+
 def positive_int(text):
     """Parse a command-line integer >= 1.
 

@@ -920,16 +920,16 @@ def settings_from_args(args):
     """``(settings, options)`` of parsed arguments: the recommended settings
     with the sizes asked for, and the measurement's own options."""
     quick = QUICK if args.quick else {}
-    budgets = tuple(args.budgets or quick.get("budgets", BUDGETS))
-    batch = args.batch or quick.get("batch", ACTIVE_BATCH)
-    rater_pairs = args.pairs or quick.get("rater_pairs", RATER_PAIRS)
+    budgets = tuple(experiment.given(args.budgets, quick.get("budgets", BUDGETS)))
+    batch = experiment.given(args.batch, quick.get("batch", ACTIVE_BATCH))
+    rater_pairs = experiment.given(args.pairs, quick.get("rater_pairs", RATER_PAIRS))
     largest = max(budgets) if args.measurement == "active" else rater_pairs
     overrides = {
         "pairs": (largest,),
         "flips": (args.flip,),
         "seeds": tuple(range(args.first_seed, args.first_seed + args.seeds)),
-        "train_contexts": args.train_contexts or quick.get("train_contexts", 26),
-        "eval_contexts": args.eval_contexts or quick.get("eval_contexts", 52),
+        "train_contexts": experiment.given(args.train_contexts, quick.get("train_contexts", 26)),
+        "eval_contexts": experiment.given(args.eval_contexts, quick.get("eval_contexts", 52)),
         "per_context": args.per_context,
         "n_jobs": args.n_jobs,
         "progress": not args.no_progress,
