@@ -26,6 +26,15 @@ about half the time with the objective passed directly
 Everything else is Pyomo's ``scip_persistent``: the same options, results
 and incremental updates. A nonlinear objective still goes through Pyomo's
 auxiliary variable.
+
+SCIP runs without Python's global interpreter lock. Pyomo reads SCIP's log
+through a pipe in a Python thread while SCIP solves; with the lock held
+during the solve, a log larger than the pipe's buffer (64 KiB on Linux)
+blocked SCIP's next write forever. A persistent model reaches that size
+easily: after the model changes, SCIP re-checks the solutions it kept from
+the last solve and prints every violated row of each one in full (on the
+COVID-19 model, a solve of the nominal objective followed by one of the
+learned objective printed 80 KiB and hung Pyomo's ``scip_persistent``).
 """
 
 from pyomo.core.base.objective import maximize
@@ -46,6 +55,10 @@ class PersistentScip(ScipPersistent):
     only the translation of a linear objective differs.
     """
 
+    def _create_solver_model(self, pyomo_model, config):
+        scip_model, solution_loader, has_objective = super()._create_solver_model(pyomo_model, config)
+        return _WithoutGil(scip_model), solution_loader, has_objective
+
     def _set_objective(self, obj):
         expression = None if obj is None else self._expr_visitor.walk_expression(obj.expr)
         if not _is_linear(expression):  # no objective, a constant or a nonlinear one
@@ -59,6 +72,24 @@ class PersistentScip(ScipPersistent):
         # offset of an earlier objective.
         self._solver_model.setObjective(expression, sense=sense, clear=True)
         self._objective = obj
+
+
+class _WithoutGil:
+    """A PySCIPOpt model whose ``optimize`` releases Python's lock.
+
+    Pyomo's solve calls ``optimize`` on the model its interface returns and
+    everything else as on the model itself. The interface adds no Python
+    callbacks to SCIP, so nothing in the solve needs the lock.
+    """
+
+    def __init__(self, scip_model):
+        self._scip_model = scip_model
+
+    def optimize(self):
+        self._scip_model.optimizeNogil()
+
+    def __getattr__(self, name):
+        return getattr(self._scip_model, name)
 
 
 def _is_linear(expression):

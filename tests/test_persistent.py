@@ -81,3 +81,37 @@ def test_model_without_objective_is_solved_for_feasibility():
     results = PersistentScip().solve(m)
     assert results.termination_condition == OPTIMAL
     assert max_violation(m) <= FEASIBILITY_TOLERANCE
+
+
+LONG_LOG_SCRIPT = """
+import pyomo.environ as pyo
+from pyomo_prefobj import PersistentScip
+
+n = 5000
+m = pyo.ConcreteModel()
+m.x = pyo.Var(range(n), bounds=(0, 1))
+m.y = pyo.Var(within=pyo.Binary)
+m.capacity = pyo.Constraint(expr=sum(m.x.values()) <= n / 2 + m.y)
+m.objective = pyo.Objective(expr=sum(m.x.values()) + m.y, sense=pyo.maximize)
+solver = PersistentScip()
+solver.solve(m)
+# The kept solution violates the new row: SCIP prints all 5000 terms of it.
+m.tight = pyo.Constraint(expr=sum((i % 7 + 1) * m.x[i] for i in range(n)) <= 100)
+results = solver.solve(m)
+print(round(results.incumbent_objective, 6), len(results.solver_log))
+"""
+
+
+def test_a_solve_whose_log_fills_the_pipe_finishes():
+    """SCIP's log of a re-solve after a change can exceed the 64 KiB pipe
+    Pyomo reads it through; with Python's lock held during the solve (Pyomo's
+    own ``scip_persistent``), that solve never returned."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LONG_LOG_SCRIPT], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    objective, log_size = done.stdout.split()
+    assert float(objective) == pytest.approx(101.0)  # x at 1 where the weight is 1, up to 100, and y
+    assert int(log_size) > 64 * 1024
