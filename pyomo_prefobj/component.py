@@ -615,6 +615,7 @@ class PreferenceObjectiveData(BlockData):
                 self._add_tie_break(nominal, float(tie_break))
             if span_penalty:
                 self._add_span_penalty(float(span_penalty), factor[0])
+            self._set_start_values(factor[0])
             self._set_context(values)
             super().activate()
             nominal.deactivate()
@@ -743,9 +744,7 @@ class PreferenceObjectiveData(BlockData):
         block, learner, u = self.learned, self._learner, self._variables()
         self._add_coordinates(block)  # the dense form has none yet
         projection = learner.projection_
-        # Rows of P are PCA directions divided by their standard deviations.
-        std = 1.0 / np.linalg.norm(projection, axis=1)
-        back = projection.T * std ** 2  # W, shape (d, r): u - mu = W z on the span
+        std, back = _span_basis(projection)
         r = len(projection)
         kappa = float(np.sum(factor ** 2)) / r  # trace(S S') / r
         rate = weight * kappa / float(std[-1])
@@ -763,6 +762,32 @@ class PreferenceObjectiveData(BlockData):
         objective.set_value(
             objective.expr + rate * sum(block.span_above[i] + block.span_below[i] for i in range(d))
         )
+
+    def _set_start_values(self, factor):
+        """Give the learned block's variables the values the current decision
+        implies, so that the model's values are one complete feasible
+        solution a solver can start from (``PersistentScip`` with
+        ``warmstart_discrete_vars=True``). Nothing happens while a decision
+        variable has no value."""
+        values = [var.value for var in self._variables()]
+        block = self.learned
+        if any(value is None for value in values) or block.component("z") is None:
+            return
+        learner = self._learner
+        offset = np.asarray(values, dtype=float) - learner.mean_
+        z = learner.projection_ @ offset
+        for j, value in enumerate(z):
+            block.z[j].set_value(float(value))
+        if block.component("w") is not None:
+            w = (_scale(factor) * factor).T @ z
+            for k, value in enumerate(w):
+                block.w[k].set_value(float(value))
+            block.e.set_value(float(w @ w))
+        if block.component("span_residual") is not None:
+            residual = offset - _span_basis(learner.projection_)[1] @ z
+            for i, value in enumerate(residual):
+                block.span_above[i].set_value(max(float(value), 0.0))
+                block.span_below[i].set_value(max(-float(value), 0.0))
 
     def _bound_coordinates(self, widen):
         """Bound ``z = P (u - mu)`` to the fitted decisions' range, widened."""
@@ -786,8 +811,7 @@ class PreferenceObjectiveData(BlockData):
         d = self.n_decisions
         if formulation == "compact":
             r = len(linear)
-            largest = float(np.abs(factor).max())
-            c = 1.0 / largest if largest > 0 else 1.0
+            c = _scale(factor)
             scaled = c * factor
             self._add_coordinates(block)
             block.w = pyo.Var(range(r))
@@ -833,6 +857,21 @@ class PreferenceObjectiveData(BlockData):
         }
         arrays = self._learner.learned_arrays()
         np.savez(path, header=np.array(json.dumps(header)), **arrays)
+
+
+def _scale(factor):
+    """``c = 1 / max |S|``: the compact form uses ``w = c S' z`` (same argmin,
+    an LP SCIP solves without numerical trouble)."""
+    largest = float(np.abs(factor).max())
+    return 1.0 / largest if largest > 0 else 1.0
+
+
+def _span_basis(projection):
+    """The standard deviations of the PCA directions and ``W`` (shape
+    ``(d, r)``), with ``u - mu = W z`` on the span of ``P`` (``projection``,
+    whose rows are the directions divided by their standard deviations)."""
+    std = 1.0 / np.linalg.norm(projection, axis=1)
+    return std, projection.T * std ** 2
 
 
 def _ancestors(component):

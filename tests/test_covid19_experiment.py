@@ -142,6 +142,14 @@ def test_activation_options_come_from_the_command_line():
         "trust_region": None, "tie_break": None, "span_penalty": None}
 
 
+@pytest.mark.parametrize("argv, warm_start", [
+    ([], True), (["--no-warm-start"], False), (["--paper-settings"], False),
+    (["--sweep", "--warm-start"], True),
+])
+def test_warm_start_is_on_with_the_recommended_settings_only(argv, warm_start):
+    assert settings_from_args(_parser().parse_args(argv)).warm_start is warm_start
+
+
 def test_fit_options_from_the_command_line_are_typed():
     args = _parser().parse_args([
         "--fit-option", "l2=0.01", "--fit-option", "hidden_layers=5,",

@@ -1,11 +1,13 @@
 """PersistentScip: Pyomo's persistent SCIP interface with a direct linear objective."""
 
+import numpy as np
 import pyomo.environ as pyo
 import pytest
 from pyomo.contrib.solver.common.factory import SolverFactory as ContribSolverFactory
 from pyomo.contrib.solver.common.results import TerminationCondition
 
-from conftest import FEASIBILITY_TOLERANCE, active_objective, build_toy_model, max_violation, solve
+from conftest import (FEASIBILITY_TOLERANCE, active_objective, build_toy_model, decision_vector,
+                      max_violation, solve)
 from pyomo_prefobj import PersistentScip
 
 OPTIMAL = TerminationCondition.convergenceCriteriaSatisfied
@@ -84,6 +86,7 @@ def test_model_without_objective_is_solved_for_feasibility():
 
 
 LONG_LOG_SCRIPT = """
+import numpy as np
 import pyomo.environ as pyo
 from pyomo_prefobj import PersistentScip
 
@@ -115,3 +118,66 @@ def test_a_solve_whose_log_fills_the_pipe_finishes():
     objective, log_size = done.stdout.split()
     assert float(objective) == pytest.approx(101.0)  # x at 1 where the weight is 1, up to 100, and y
     assert int(log_size) > 64 * 1024
+
+
+@pytest.mark.parametrize("span_penalty", [None, 0.5])
+def test_activate_leaves_a_complete_feasible_solution_to_start_from(fitted_model, span_penalty):
+    """After a solve, ``activate`` at another context gives the learned
+    block's variables the values the current decision implies."""
+    m = fitted_model
+    solver = PersistentScip()
+    m.pref.activate(CONTEXTS[0], span_penalty=span_penalty)
+    solver.solve(m)
+    start = decision_vector(m)
+    m.pref.activate(CONTEXTS[1], span_penalty=span_penalty)
+    assert decision_vector(m) == pytest.approx(start)
+    assert max_violation(m) <= FEASIBILITY_TOLERANCE
+    learned = m.pref.learned
+    assert all(var.value is not None for var in learned.component_data_objects(pyo.Var))
+
+
+def test_warm_start_hands_scip_the_current_decision(fitted_model):
+    """With a limit of one solution SCIP stops at the first it has: with the
+    warm start that is the decision the model holds (here the nominal
+    optimum, not the learned one)."""
+    m = fitted_model
+    solver = PersistentScip()
+    solver.solve(m)  # the nominal objective
+    nominal = decision_vector(m)
+    m.pref.activate()  # at the current context, where the nominal decision is feasible
+    results = solver.solve(m, warmstart_discrete_vars=True, solver_options={"limits/solutions": 1},
+                           raise_exception_on_nonoptimal_result=False)
+    assert results.termination_condition != OPTIMAL
+    assert decision_vector(m) == pytest.approx(nominal, abs=1e-6)
+    m.pref.deactivate()
+
+
+def test_warm_started_solves_at_many_contexts_reach_the_cold_optimum(fitted_model):
+    """Warm starts over more contexts than SCIP keeps partial solutions (10)
+    on one solver; each optimum equals a cold solve's."""
+    m = fitted_model
+    warm, cold = PersistentScip(), PersistentScip()
+    rng = np.random.default_rng(0)
+    for context in rng.uniform(0, 1, size=(12, 2)):
+        m.pref.activate(context)
+        assert warm.solve(m, warmstart_discrete_vars=True).termination_condition == OPTIMAL
+        value = pyo.value(active_objective(m))
+        assert cold.solve(m).termination_condition == OPTIMAL
+        assert value == pytest.approx(pyo.value(active_objective(m)), rel=1e-6, abs=1e-6)
+    m.pref.deactivate()
+
+
+def test_partial_warm_starts_stop_with_a_warning_at_scips_limit(caplog):
+    """A variable without a value: the discrete ones go as a partial
+    solution, of which SCIP keeps 10 per model; Pyomo's interface then
+    failed ("method cannot be called at this time")."""
+    m = knapsack()
+    m.free = pyo.Var(bounds=(0, 1))  # never given a value by a solve: it is in no row
+    m.use = pyo.Constraint(expr=m.free <= 1)
+    solver = PersistentScip()
+    with caplog.at_level("WARNING", logger="pyomo_prefobj.persistent"):
+        for step in range(12):
+            m.free.set_value(None)
+            m.capacity.set_value(3 * m.x[0] + 4 * m.x[1] + 5 * m.x[2] + 2 * m.x[3] <= 9 + step % 2)
+            assert solver.solve(m, warmstart_discrete_vars=True).termination_condition == OPTIMAL
+    assert "at most 10 partial" in caplog.text

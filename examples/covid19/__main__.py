@@ -94,6 +94,10 @@ def _parser():
                               "limits/gap=1e-4 (repeatable); added to "
                               "pyomo_prefobj.SCIP_OPTIONS, which the recommended "
                               "training uses (--sweep and --paper-settings: SCIP's defaults)")
+    solving.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
+                         help="start each evaluation solve from the previous context's "
+                              "decision (default: on with the recommended training, off "
+                              "with --sweep and --paper-settings)")
     solving.add_argument("--time-limit", type=float, default=120.0, metavar="S",
                          help="SCIP seconds per evaluation solve (default 120)")
     solving.add_argument("--baselines", action="store_true",
@@ -151,6 +155,7 @@ def settings_from_args(args):
         solve_gap=args.gap,
         scip_options=scip_options,
         solve_time_limit=args.time_limit,
+        warm_start=experiment.given(args.warm_start, base.warm_start),
         baselines=args.baselines,
         best_time_limit=args.best_time_limit,
         results_dir=args.results_dir,

@@ -26,7 +26,8 @@ Protocol, for each seed ``s`` and each configuration (``n_pairs``, ``flip``):
    both with SCIP (:class:`pyomo_prefobj.PersistentScip`, Pyomo's
    persistent interface with a linear objective passed to SCIP directly:
    one SCIP model per task, and between contexts only the learned rows and
-   objective change). A
+   objective change; with ``warm_start``, each solve after a task's first
+   starts from the previous context's decision). A
    **win** is a context where the surrogate's decision has a strictly lower
    composite cost ``phi`` than the nominal decision.
 
@@ -153,6 +154,11 @@ class ExperimentSettings:
         solve_gap: SCIP relative gap of the nominal, surrogate and one-swap
             solves (``None``: SCIP's default).
         solve_time_limit: seconds per evaluation solve.
+        warm_start: start each surrogate solve of an evaluation task from
+            the decision of its previous context
+            (``warmstart_discrete_vars=True`` of
+            :class:`pyomo_prefobj.PersistentScip`, which passes every
+            variable's value); the task's first context starts cold.
         baselines: also compute the one-swap baseline and the captured gain
             (needs ``phi_best``, see :func:`best_reference`).
         best_time_limit: SCIP seconds per ``phi_best`` solve.
@@ -183,6 +189,7 @@ class ExperimentSettings:
     solve_gap: float = None
     scip_options: dict = dataclasses.field(default_factory=dict)
     solve_time_limit: float = 120.0
+    warm_start: bool = False
     baselines: bool = False
     best_time_limit: float = 60.0
     results_dir: str = DEFAULT_RESULTS_DIR
@@ -258,9 +265,9 @@ RECOMMENDED_TRAINING = {"loss": "logistic", "min_epochs": 100, "fit_options": {}
 
 
 def recommended_settings(**overrides):
-    """:class:`ExperimentSettings` with :data:`RECOMMENDED_TRAINING` and
-    ``pyomo_prefobj.SCIP_OPTIONS`` for the evaluation solves (same optima,
-    shorter solves).
+    """:class:`ExperimentSettings` with :data:`RECOMMENDED_TRAINING`,
+    ``pyomo_prefobj.SCIP_OPTIONS`` for the evaluation solves and warm
+    starts from the previous context (same optima, shorter solves).
 
     Args:
         **overrides: any other ``ExperimentSettings`` field.
@@ -268,6 +275,7 @@ def recommended_settings(**overrides):
     fields = {key: (dict(value) if isinstance(value, dict) else value)
               for key, value in RECOMMENDED_TRAINING.items()}
     fields["scip_options"] = dict(SCIP_OPTIONS)
+    fields["warm_start"] = True
     fields.update(overrides)
     return ExperimentSettings(**fields)
 
@@ -658,11 +666,13 @@ def _solver(name=None):
     return PersistentScip() if name is None else SolverFactory(name)
 
 
-def _solve(m, solver, user, x0, time_limit, gap, options=None):
+def _solve(m, solver, user, x0, time_limit, gap, options=None, warm_start=False):
     """Solve ``m`` with its active objective; score the decision at ``x0``.
 
     Args:
         solver: the solver of :func:`_solver` used for every solve of ``m``.
+        warm_start: start from the model's current values (see
+            :class:`pyomo_prefobj.PersistentScip`).
 
     Returns:
         tuple ``(phi, R, J, wall seconds, SCIP seconds, status)``.
@@ -674,6 +684,7 @@ def _solve(m, solver, user, x0, time_limit, gap, options=None):
         solver_options=_scip_options(gap, options),
         load_solutions=False,
         raise_exception_on_nonoptimal_result=False,
+        warmstart_discrete_vars=warm_start,
     )
     if results.solution_status in FEASIBLE:
         results.solution_loader.load_vars()
@@ -861,7 +872,7 @@ def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
 
 
 def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, activation=None,
-                        options=None, solver=None):
+                        options=None, solver=None, warm_start=False):
     """Load a saved fit and solve the model with it at each context.
 
     Args:
@@ -870,6 +881,8 @@ def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, activation=
         options: further SCIP parameters.
         solver: ``None`` (:class:`pyomo_prefobj.PersistentScip`) or the name
             of a Pyomo SCIP interface (``pyomo.contrib.solver``).
+        warm_start: start each solve from the previous context's decision
+            (the first context starts cold).
 
     Returns:
         ContextSolutions: the surrogate decisions' scores and solve times.
@@ -881,7 +894,7 @@ def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, activation=
     for x0 in x0_values:
         m.pref.activate([float(x0)], **(activation or {}))
         try:
-            rows.append(_solve(m, solver, user, x0, time_limit, gap, options))
+            rows.append(_solve(m, solver, user, x0, time_limit, gap, options, warm_start))
         finally:
             m.pref.deactivate()
     return _solutions(rows, x0_values)
@@ -1077,7 +1090,8 @@ def run_experiment(settings=None):
             for (seed, n_pairs, flip), path in zip(runs, paths)
         ])
         solved = runner("solving", [
-            (surrogate_solutions, (path, chunk, limit, gap, settings.activation, options))
+            (surrogate_solutions,
+             (path, chunk, limit, gap, settings.activation, options, None, settings.warm_start))
             for path in paths
             for chunk in eval_chunks
         ])

@@ -185,7 +185,7 @@ def _evaluate(runner, paths, eval_x0, settings):
     solved = runner("solving", [
         (experiment.surrogate_solutions,
          (path, chunk, settings.solve_time_limit, settings.solve_gap,
-          settings.activation, settings.scip_options))
+          settings.activation, settings.scip_options, None, settings.warm_start))
         for path in paths
         for chunk in chunks
     ])

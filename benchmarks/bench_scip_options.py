@@ -1,0 +1,148 @@
+"""SCIP options and warm starts on the COVID-19 reintegration solves.
+
+Fits a few configurations of the COVID-19 experiment (the sweep's
+candidates: 15 per training context; the recommended training), then solves
+each fit at the 52 evaluation contexts the way the experiment does (one
+``pyomo_prefobj.PersistentScip`` per chunk of 26 contexts, relative gap
+1e-4) once per option set given, and prints per option set: the median SCIP
+time of 10 nominal solves with the same options, the surrogate solves'
+median, 99th percentile and worst SCIP time and their ratios to that
+nominal median (issue 4's targets: median <= 1.5x, worst <= 10x), and how
+far the optimal values of the learned objective are from those of the first
+option set (they must agree within the gap).
+
+``--warm-start`` also solves with the first option set and
+``warmstart_discrete_vars=True``: ``PersistentScip`` hands SCIP the
+previous context's decision (the nominal decision at a chunk's first
+context), with the learned block's variables at the values it implies
+(``activate`` sets them), as a complete starting solution.
+
+Run from the repository root::
+
+    python benchmarks/bench_scip_options.py \\
+        --options base= --options scaling=lp/scaling=2 \\
+        --options scaling+rounds=lp/scaling=2,separating/maxroundsroot=3
+
+``base=`` is ``pyomo_prefobj.SCIP_OPTIONS`` as it is; each ``key=value``
+after the label is set on top of it (``key=default`` resets one to SCIP's
+default).
+"""
+
+import argparse
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the examples package
+
+from examples.covid19 import experiment  # noqa: E402
+from examples.covid19.model import build_model  # noqa: E402
+from pyomo_prefobj import Candidates, PersistentScip, PreferenceObjective  # noqa: E402
+
+FITS = ("448:0.1:0", "896:0.3:4", "1344:0:1", "448:0.3:2")
+"""Default configurations, ``pairs:flip:seed``; 896/30%/seed 4 held the
+slowest solve of the whole sweep."""
+
+GAP = 1e-4
+NOMINAL_REPEATS = 10
+CHUNK = 26
+"""Contexts per solver, as the experiment's evaluation tasks."""
+
+
+def parse_options(text):
+    """``label=key=value,key=value`` -> ``(label, {key: value})``."""
+    label, _, assignments = text.partition("=")
+    options = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, _, value = assignment.partition("=")
+        options[key] = None if value == "default" else experiment._scalar(value)
+    return label, options
+
+
+def scip_options(changes):
+    options = dict(experiment.recommended_settings().scip_options)
+    for key, value in changes.items():
+        if value is None:
+            options.pop(key, None)
+        else:
+            options[key] = value
+    return experiment._scip_options(GAP, options)
+
+
+def solve_fit(path, x0_values, options, span_penalty, warm_start):
+    """SCIP seconds and learned objective values of one fit at every context."""
+    m = build_model()
+    m.pref = PreferenceObjective.load(path)
+    seconds, values = [], []
+    for first in range(0, len(x0_values), CHUNK):
+        solver = PersistentScip()
+        if warm_start:  # start the chunk from the nominal decision
+            solver.solve(m, solver_options=options)
+        for x0 in x0_values[first:first + CHUNK]:
+            m.pref.activate([float(x0)], span_penalty=span_penalty)
+            results = solver.solve(m, solver_options=options, load_solutions=False,
+                                   warmstart_discrete_vars=warm_start,
+                                   raise_exception_on_nonoptimal_result=False)
+            results.solution_loader.load_vars()
+            seconds.append(float(results.timing_info.scip_time))
+            values.append(float(results.incumbent_objective))
+            m.pref.deactivate()
+    return np.array(seconds), np.array(values)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fits", nargs="+", default=list(FITS), metavar="PAIRS:FLIP:SEED")
+    parser.add_argument("--options", action="append", type=parse_options, metavar="LABEL=K=V,...",
+                        help="an option set on top of SCIP_OPTIONS (repeatable; default: base=)")
+    parser.add_argument("--span-penalty", type=float, default=None)
+    parser.add_argument("--warm-start", action="store_true")
+    parser.add_argument("--fits-dir", default=None,
+                        help="keep the fits here and reuse those already there (default: a temporary folder)")
+    args = parser.parse_args()
+    option_sets = args.options or [("base", {})]
+    settings = experiment.recommended_settings(solve_gap=GAP, n_jobs=1, progress=False)
+    eval_x0 = experiment.contexts(settings.eval_contexts)
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = pathlib.Path(args.fits_dir or temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths, start = [], time.perf_counter()
+        for spec in args.fits:
+            pairs, flip, seed = spec.split(":")
+            paths.append(str(folder / f"fit_{pairs}_{float(flip):g}_{seed}.npz"))
+            if pathlib.Path(paths[-1]).exists():
+                continue
+            candidates = Candidates.concatenate([
+                experiment.sample_context(int(seed), i, x0, 15, settings)
+                for i, x0 in enumerate(experiment.contexts(settings.train_contexts))
+            ])
+            experiment.fit_configuration(candidates, int(seed), int(pairs), float(flip),
+                                         settings, paths[-1])
+        print(f"{len(paths)} fits ({' '.join(args.fits)}) in {time.perf_counter() - start:.0f} s; "
+              f"{len(eval_x0)} contexts each, span penalty {args.span_penalty}")
+        runs = [(label, changes, False) for label, changes in option_sets]
+        if args.warm_start:
+            runs.append((f"{option_sets[0][0]}, warm start", option_sets[0][1], True))
+        reference = None
+        for label, changes, warm_start in runs:
+            options = scip_options(changes)
+            nominal = np.median([
+                float(PersistentScip().solve(build_model(), solver_options=options).timing_info.scip_time)
+                for _ in range(NOMINAL_REPEATS)
+            ])
+            solved = [solve_fit(p, eval_x0, options, args.span_penalty, warm_start) for p in paths]
+            seconds = np.concatenate([s for s, _ in solved])
+            values = np.concatenate([v for _, v in solved])
+            reference = values if reference is None else reference
+            agree = np.max(np.abs(values - reference) / np.abs(reference))
+            print(f"{label:<22} nominal {nominal:.3f} s | surrogate median {np.median(seconds):.3f} s "
+                  f"({np.median(seconds) / nominal:.2f}x), 99th pct {np.percentile(seconds, 99):.3f} s, "
+                  f"worst {seconds.max():.3f} s ({seconds.max() / nominal:.1f}x), total "
+                  f"{seconds.sum():.1f} s | values within {agree:.1e} of {option_sets[0][0]}")
+
+
+if __name__ == "__main__":
+    main()
