@@ -48,8 +48,6 @@ slowest solve of the whole sweep."""
 
 GAP = 1e-4
 NOMINAL_REPEATS = 10
-CHUNK = 26
-"""Contexts per solver, as the experiment's evaluation tasks."""
 
 
 def parse_options(text):
@@ -77,11 +75,11 @@ def solve_fit(path, x0_values, options, span_penalty, warm_start):
     m = build_model()
     m.pref = PreferenceObjective.load(path)
     seconds, values = [], []
-    for first in range(0, len(x0_values), CHUNK):
+    for chunk in experiment._chunks(x0_values):  # one solver per chunk, as the experiment
         solver = PersistentScip()
         if warm_start:  # start the chunk from the nominal decision
             solver.solve(m, solver_options=options)
-        for x0 in x0_values[first:first + CHUNK]:
+        for x0 in chunk:
             m.pref.activate([float(x0)], span_penalty=span_penalty)
             results = solver.solve(m, solver_options=options, load_solutions=False,
                                    warmstart_discrete_vars=warm_start,
