@@ -1,7 +1,7 @@
 """SCIP options and warm starts on the COVID-19 reintegration solves.
 
 Fits a few configurations of the COVID-19 experiment (the sweep's
-candidates: 15 per training context; the recommended training), then solves
+candidates, 15 per training context; the recommended training), then solves
 each fit at the 52 evaluation contexts the way the experiment does (one
 ``pyomo_prefobj.PersistentScip`` per chunk of 26 contexts, relative gap
 1e-4) once per option set given, and prints per option set: the median SCIP
@@ -48,6 +48,9 @@ slowest solve of the whole sweep."""
 
 GAP = 1e-4
 NOMINAL_REPEATS = 10
+SWEEP_COVERAGE = 2.0
+"""The sweep's ``--pair-coverage``: its candidates per training context
+are those the largest pair count of the grid needs at this coverage."""
 
 
 def parse_options(text):
@@ -104,6 +107,8 @@ def main():
     option_sets = args.options or [("base", {})]
     settings = experiment.recommended_settings(solve_gap=GAP, n_jobs=1, progress=False)
     eval_x0 = experiment.contexts(settings.eval_contexts)
+    per_context = experiment.candidates_per_context(
+        max(experiment.SWEEP_PAIRS), settings.train_contexts, SWEEP_COVERAGE)
     with tempfile.TemporaryDirectory() as temporary:
         folder = pathlib.Path(args.fits_dir or temporary)
         folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +119,7 @@ def main():
             if pathlib.Path(paths[-1]).exists():
                 continue
             candidates = Candidates.concatenate([
-                experiment.sample_context(int(seed), i, x0, 15, settings)
+                experiment.sample_context(int(seed), i, x0, per_context, settings)
                 for i, x0 in enumerate(experiment.contexts(settings.train_contexts))
             ])
             experiment.fit_configuration(candidates, int(seed), int(pairs), float(flip),
