@@ -142,6 +142,19 @@ def test_activation_options_come_from_the_command_line():
         "trust_region": None, "tie_break": None, "span_penalty": None}
 
 
+@pytest.mark.parametrize("argv, sampling", [
+    ([], {}), (["--paper-settings"], {}),
+    (["--sample-scip-option", "lp/scaling=2", "--sample-scip-option", "presolving/maxrestarts=0"],
+     {"lp/scaling": 2, "presolving/maxrestarts": 0}),
+])
+def test_sampling_scip_options_come_from_the_command_line(argv, sampling):
+    settings = settings_from_args(_parser().parse_args(argv))
+    assert settings.sample_options == sampling
+    # ... and reach the sampling solves, beside the sampling gap.
+    pref = experiment._model(settings.sample_gap, settings.sample_options).pref
+    assert pref._solver_options == {**sampling, "limits/gap": settings.sample_gap}
+
+
 @pytest.mark.parametrize("argv, warm_start", [
     ([], True), (["--no-warm-start"], False), (["--paper-settings"], False),
     (["--sweep", "--warm-start"], True),

@@ -52,6 +52,11 @@ def _parser():
     protocol.add_argument("--bias-width", type=float, default=1.0, metavar="W",
                           help="half-width of the random bias targets, relative to "
                                "each decision's scale (default 1)")
+    protocol.add_argument("--sample-scip-option", action="append", default=[], metavar="KEY=VALUE",
+                          type=experiment.key_value,
+                          help="a SCIP parameter of the sampling solves (repeatable; "
+                               "default: SCIP's own, gap 0.01); it changes which decisions "
+                               "are sampled")
     learning = parser.add_argument_group("learning")
     learning.add_argument("--loss", default=None,
                           help="ranking loss of fit: hinge (the paper's), logistic, flip "
@@ -134,6 +139,7 @@ def settings_from_args(args):
     min_epochs = args.min_epochs if args.min_epochs is not None else base.min_epochs
     fit_options = {**base.fit_options, **dict(args.fit_option)}
     scip_options = {**base.scip_options, **dict(args.scip_option)}
+    sample_options = {**base.sample_options, **dict(args.sample_scip_option)}
     return make(
         pairs=tuple(pairs),
         flips=tuple(flips),
@@ -144,6 +150,7 @@ def settings_from_args(args):
         pair_coverage=coverage,
         bias_weight=args.bias_weight,
         bias_width=args.bias_width,
+        sample_options=sample_options,
         n_components=args.components,
         loss=loss,
         min_epochs=min_epochs,

@@ -136,6 +136,11 @@ class ExperimentSettings:
         bias_weight: ``lambda`` of the biased sampling solves.
         bias_width: ``w`` of the random bias targets.
         sample_gap: SCIP relative gap of the sampling solves.
+        sample_options: further SCIP parameters of the sampling solves
+            (default none). ``pyomo_prefobj.SCIP_OPTIONS`` shorten them by
+            10-25% (docs/results.md "Speed") but change SCIP's path and so
+            about one sampled decision in five: every documented table was
+            sampled with SCIP's defaults.
         sample_time_limit: seconds per sampling solve.
         n_components: PCA coordinates of the learned objective.
         loss: the learner's ranking loss (``"hinge"`` is the paper's).
@@ -177,6 +182,7 @@ class ExperimentSettings:
     bias_weight: float = 1000.0
     bias_width: float = 1.0
     sample_gap: float = 0.01
+    sample_options: dict = dataclasses.field(default_factory=dict)
     sample_time_limit: float = 10.0
     n_components: int = 30
     loss: str = "hinge"
@@ -268,6 +274,8 @@ def recommended_settings(**overrides):
     """:class:`ExperimentSettings` with :data:`RECOMMENDED_TRAINING`,
     ``pyomo_prefobj.SCIP_OPTIONS`` for the evaluation solves and warm
     starts from the previous context (same optima, shorter solves).
+    The sampling solves keep SCIP's defaults, so that both trainings learn
+    from the same candidates (see ``sample_options``).
 
     Args:
         **overrides: any other ``ExperimentSettings`` field.
@@ -632,14 +640,15 @@ def context_seed(seed, index):
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
-def _model(sample_gap=None):
-    """The COVID-19 model with a (not yet fitted) PreferenceObjective."""
+def _model(sample_gap=None, sample_options=None):
+    """The COVID-19 model with a (not yet fitted) PreferenceObjective whose
+    sampling solves use ``sample_options`` and the gap ``sample_gap``."""
     m = build_model()
     m.pref = PreferenceObjective(
         decisions=decision_vars(m),
         context=[m.x0],
         progress=False,
-        solver_options=None if sample_gap is None else {"limits/gap": float(sample_gap)},
+        solver_options=_scip_options(sample_gap, sample_options) or None,
     )
     return m
 
@@ -794,7 +803,7 @@ def sample_context(seed, index, x0, per_context, settings):
     Returns:
         Candidates: the distinct candidates sampled at ``x0``.
     """
-    m = _model(settings.sample_gap)
+    m = _model(settings.sample_gap, settings.sample_options)
     return m.pref.sample(
         np.array([[float(x0)]]),
         per_context=per_context,
