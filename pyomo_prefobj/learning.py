@@ -255,7 +255,7 @@ class PreferenceLearner:
         max_epochs: epoch limit.
         min_epochs: epochs always run before early stopping may trigger.
         patience: epochs without validation improvement before stopping;
-            the learning rate halves after ``patience // 3`` such epochs.
+            the learning rate halves after ``lr_patience`` such epochs.
         validation_fraction: share of pairs held out (paper: 0.1).
         device: torch device to train on (``"cpu"``, ``"cuda"``, ...).
         seed: seed of the split, the initial weights and the batch order.
@@ -267,6 +267,11 @@ class PreferenceLearner:
             cost where single networks disagree; on the COVID-19 example it
             did not improve the decisions (``docs/results.md``). The
             members share the validation split and stop early together.
+        lr_patience: epochs without validation improvement before the
+            learning rate halves (``None``, the default: ``patience // 3``,
+            at least 1). Giving it separately lets ``patience`` end the
+            training sooner without changing the learning-rate schedule,
+            i.e. every epoch before the stop is the same.
     """
 
     def __init__(
@@ -287,6 +292,7 @@ class PreferenceLearner:
         seed=0,
         progress=True,
         n_networks=1,
+        lr_patience=None,
     ):
         self.n_components = n_components
         self.hidden_layers = hidden_layers
@@ -304,6 +310,7 @@ class PreferenceLearner:
         self.seed = seed
         self.progress = progress
         self.n_networks = n_networks
+        self.lr_patience = lr_patience
 
     # -- validation -----------------------------------------------------
     def check_options(self):
@@ -327,6 +334,8 @@ class PreferenceLearner:
         _check_positive("max_epochs", self.max_epochs, integer=True)
         _check_positive("min_epochs", self.min_epochs, integer=True, allow_zero=True)
         _check_positive("patience", self.patience, integer=True)
+        if self.lr_patience is not None:
+            _check_positive("lr_patience", self.lr_patience, integer=True, allow_zero=True)
         _check_positive("n_networks", self.n_networks, integer=True)
         if not 0.0 <= float(self.validation_fraction) < 1.0:
             raise LearningError(
@@ -588,7 +597,7 @@ class PreferenceLearner:
         # per-operation overhead).
         optimizer = torch.optim.Adam(parameters, lr=self.learning_rate, foreach=True)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=0.5, patience=max(self.patience // 3, 1)
+            optimizer, factor=0.5, patience=self._lr_patience()
         )
         has_validation = len(validation_data[0]) > 0
         n_train = len(train_data[0])
@@ -632,6 +641,12 @@ class PreferenceLearner:
             network.load_state_dict(best_state[0])
             with torch.no_grad():
                 self._flip_logit.copy_(best_state[1])
+
+    def _lr_patience(self):
+        """Epochs without improvement before the learning rate halves."""
+        if self.lr_patience is not None:
+            return int(self.lr_patience)
+        return max(self.patience // 3, 1)
 
     @staticmethod
     def _copy_state(network):
@@ -747,6 +762,7 @@ class PreferenceLearner:
             "seed": self.seed,
             "progress": self.progress,
             "n_networks": int(self.n_networks),
+            "lr_patience": None if self.lr_patience is None else int(self.lr_patience),
         }
 
     def learned_arrays(self):

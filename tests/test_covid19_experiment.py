@@ -166,10 +166,12 @@ def test_warm_start_is_on_with_the_recommended_settings_only(argv, warm_start):
 def test_fit_options_from_the_command_line_are_typed():
     args = _parser().parse_args([
         "--fit-option", "l2=0.01", "--fit-option", "hidden_layers=5,",
-        "--fit-option", "nominal_weight=true", "--fit-option", "patience=20",
+        "--fit-option", "nominal_weight=true", "--fit-option", "patience=30",
     ])
+    # Added to the recommended training's own options (patience replaced).
     assert settings_from_args(args).fit_options == {
-        "l2": 0.01, "hidden_layers": (5,), "nominal_weight": True, "patience": 20}
+        "l2": 0.01, "hidden_layers": (5,), "nominal_weight": True, "patience": 30,
+        "lr_patience": 16}
     assert experiment.key_value("hidden_layers=20,10") == ("hidden_layers", (20, 10))
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
         experiment.key_value("l2")

@@ -342,6 +342,8 @@ def test_n_components_not_a_positive_integer(toy_model, toy_pairs, n_components)
         ({"max_epochs": 0}, "max_epochs must be a positive integer"),
         ({"n_networks": 0}, "n_networks must be a positive integer"),
         ({"n_networks": 2.0}, "n_networks must be a positive integer"),
+        ({"lr_patience": -1}, "lr_patience must be a positive integer"),
+        ({"lr_patience": 2.5}, "lr_patience must be a positive integer"),
         ({"validation_fraction": 1.0}, r"validation_fraction must lie in \[0, 1\)"),
         ({"device": "no-such-device"}, "unknown torch device"),
         ({"hidden_layers": 5}, r"hidden_layers must be a tuple of layer widths"),

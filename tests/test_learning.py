@@ -334,6 +334,25 @@ def test_ensemble_member_trains_as_it_would_alone():
     assert not torch.allclose(second.body[0].weight, alone.network_.body[0].weight)
 
 
+def test_lr_patience_keeps_the_schedule_when_patience_stops_sooner():
+    """With the learning-rate schedule given separately, a smaller patience
+    ends the same training sooner: every epoch it runs is the long fit's,
+    and here both keep the same epoch's network."""
+    pairs = quadratic_pairs(200, np.random.default_rng(6))
+    options = {"max_epochs": 300, "min_epochs": 10, "loss": "logistic", "progress": False, "seed": 0}
+    long = PreferenceLearner(patience=30, **options).fit(pairs)  # schedule: 30 // 3 = 10
+    short = PreferenceLearner(patience=12, lr_patience=10, **options).fit(pairs)
+    ran = short.report_.epochs
+    assert ran < long.report_.epochs
+    assert short.report_.validation_loss == long.report_.validation_loss[:ran]
+    assert short.report_.best_epoch == long.report_.best_epoch
+    for mine, theirs in zip(short.network_.parameters(), long.network_.parameters()):
+        assert torch.equal(mine, theirs)
+    # Without it the schedule follows the smaller patience (12 // 3 = 4): another training.
+    other = PreferenceLearner(patience=12, **options).fit(pairs).report_
+    assert other.validation_loss != long.report_.validation_loss[:other.epochs]
+
+
 def test_ensemble_learns_a_quadratic_and_its_square_factor_keeps_the_cost():
     rng = np.random.default_rng(3)
     pairs = quadratic_pairs(600, rng)
