@@ -34,7 +34,6 @@ the block with that context's coefficients.
 import dataclasses
 import json
 import logging
-import warnings
 
 import numpy as np
 import pyomo.environ as pyo
@@ -51,6 +50,7 @@ from .errors import (
     NoFeasibleCandidateError,
     NotFittedError,
     PairsError,
+    warn_user,
 )
 from .learning import PreferenceLearner
 from .npzfile import read_npz
@@ -79,6 +79,14 @@ def _describe(item):
     return repr(name) if isinstance(name, str) and hasattr(item, "ctype") else repr(item)
 
 
+def _first_difference(found, expected):
+    """``'x[2]' where 'y[2]' was expected`` for the first position that differs."""
+    for mine, theirs in zip(found, expected):
+        if mine != theirs:
+            return f"{mine!r} where {theirs!r} was expected"
+    return f"{len(found)} names where {len(expected)} were expected"
+
+
 def _flatten(items, model, ctype, what, error):
     """Flatten components / component data of ``ctype`` into a list of data."""
     flat = []
@@ -97,9 +105,10 @@ def _flatten(items, model, ctype, what, error):
     seen = set()
     for data in flat:
         if data.model() is not model:
+            where = "is not on any model" if data.parent_block() is None else "belongs to another model"
             raise error(
-                f"PreferenceObjective: {what} {data.name!r} belongs to another "
-                "model; pass components of the model the PreferenceObjective is added to"
+                f"PreferenceObjective: {what} {data.name!r} {where}; pass "
+                "components of the model the PreferenceObjective is added to"
             )
         if id(data) in seen:
             raise error(f"PreferenceObjective: {what} {data.name!r} is given twice")
@@ -128,7 +137,9 @@ class PreferenceObjectiveData(BlockData):
             self._build(decisions, context, formulation, progress, solver_options, _saved)
         except Exception:
             # Leave the user's model exactly as it was before the assignment.
-            self.parent_block().del_component(self)
+            parent = self.parent_block()
+            if parent is not None:
+                parent.del_component(self)
             raise
 
     def _build(self, decisions, context, formulation, progress, solver_options, saved):
@@ -369,10 +380,9 @@ class PreferenceObjectiveData(BlockData):
                 self._set_context(context)
                 session.rebuild()
                 if session.minimize(sign * session.expression(nominal.expr)) is None:
-                    warnings.warn(
+                    warn_user(
                         f"{self.name}: context {context.tolist()} is infeasible or "
                         "failed to solve; skipped",
-                        stacklevel=2,
                     )
                     optima.append(None)
                     bar.update(per_context)
@@ -410,11 +420,10 @@ class PreferenceObjectiveData(BlockData):
         candidates = self._candidates(rows, contexts)
         alone = sum(1 for members in candidates.groups() if len(members) < 2)
         if per_context > 1 and alone:
-            warnings.warn(
+            warn_user(
                 f"{self.name}: at {alone} of {len(candidates.groups())} contexts the "
                 "biased solves returned only the nominal decision, so there is "
                 f"nothing to compare there; {oracles.SAMPLE_MORE}",
-                stacklevel=2,
             )
         return candidates
 
@@ -495,6 +504,18 @@ class PreferenceObjectiveData(BlockData):
                 f"{self.name}: the pairs hold contexts of length {pairs.n_context}; "
                 f"this component has {self.n_context} context Params"
             )
+        if candidates is not None and not isinstance(candidates, Candidates):
+            raise PairsError(
+                f"{self.name}: fit's candidates must be a Candidates set (from sample); "
+                f"got {type(candidates).__name__}"
+            )
+        for what, data in (("pairs", pairs), ("candidates", candidates)):
+            names = () if data is None else tuple(data.names)
+            if names and names != self.decision_names:
+                raise PairsError(
+                    f"{self.name}: these {what} are decisions of another component "
+                    f"(their decision names differ: {_first_difference(names, self.decision_names)})"
+                )
         options.setdefault("progress", self._progress)
         try:
             learner = PreferenceLearner(n_components=n_components, seed=seed, **options)
@@ -923,3 +944,17 @@ def load_preference_objective(path, decisions=None, context=None):
 
 
 PreferenceObjective.load = staticmethod(load_preference_objective)  # noqa: F821
+
+
+def _keyword_arguments_only(self, *args, **kwargs):
+    """``PreferenceObjective(x, ...)``: Pyomo would read ``x`` as an index set."""
+    raise DecisionError(
+        "PreferenceObjective takes keyword arguments only, e.g. "
+        "PreferenceObjective(decisions=[m.x, m.y], context=[m.demand]); got "
+        f"{len(args)} positional argument(s) (an indexed PreferenceObjective is not supported)"
+    )
+
+
+# Positional arguments make Pyomo build the indexed variant; refuse it before
+# it is added to the model, so a failed assignment leaves nothing behind.
+PreferenceObjective._indexed_custom_block.__init__ = _keyword_arguments_only  # noqa: F821

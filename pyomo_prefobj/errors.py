@@ -3,8 +3,12 @@
 Every error the package raises on purpose derives from
 :class:`PreferenceObjectiveError` and from the builtin exception that fits
 (``ValueError`` for bad input, ``RuntimeError`` for a failed solve), so
-callers can catch either.
+callers can catch either. :func:`warn_user` points the package's
+warnings at the caller's line.
 """
+
+import sys
+import warnings
 
 
 class PreferenceObjectiveError(Exception):
@@ -49,3 +53,16 @@ class NotFittedError(PreferenceObjectiveError, RuntimeError):
 
 class FileFormatError(PreferenceObjectiveError, ValueError):
     """A saved file is corrupted, of another kind, or of another version."""
+
+
+def warn_user(message, category=UserWarning):
+    """``warnings.warn`` at the first caller outside pyomo_prefobj.
+
+    A warning raised several calls deep (``m.pref.ask`` -> ``oracles.ask``
+    -> ``draw_pairs``) then names the user's line, whichever public
+    function it came through.
+    """
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("pyomo_prefobj."):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

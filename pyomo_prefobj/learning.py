@@ -45,14 +45,13 @@ weights. torch is imported by this module only.
 import copy
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import LearningError, NotFittedError
+from .errors import LearningError, NotFittedError, warn_user
 from .pairs import Pairs
 from .progress import progress_bar
 from .quadratic import QuadraticCost
@@ -424,10 +423,9 @@ class PreferenceLearner:
             raise LearningError(f"fit needs at least 2 pairs; got {len(pairs)}")
         same = int(np.sum(np.all(pairs.preferred == pairs.other, axis=1)))
         if same:
-            warnings.warn(
+            warn_user(
                 f"{same} of {len(pairs)} pairs compare a decision with itself; "
                 "they say nothing about a preference",
-                stacklevel=3,
             )
         if self.nominal_weight and not pairs.has_costs:
             raise LearningError(

@@ -49,6 +49,8 @@ def load_arrays(path, kind, version, what):
         FileFormatError: missing, corrupted, another format or version.
     """
     arrays = read_npz(path, what)
+    if "format" not in arrays or "version" not in arrays:
+        raise FileFormatError(f"{path} is not a {what} file (it names no format and version)")
     try:
         found_kind, found_version = str(arrays.pop("format")), int(arrays.pop("version"))
     except (KeyError, ValueError) as exc:

@@ -8,12 +8,11 @@ dropped).
 """
 
 import logging
-import warnings
 
 import numpy as np
 
 from .candidates import Candidates
-from .errors import OracleError, PairsError
+from .errors import OracleError, PairsError, warn_user
 from .pairs import Pairs
 from .progress import progress_bar
 
@@ -152,10 +151,9 @@ def draw_pairs(candidates, n_pairs, rng, warn=True):
     total = sum(len(p) for p in pools)
     if n_pairs >= total:
         if n_pairs > total and warn:
-            warnings.warn(
+            warn_user(
                 f"only {total} distinct same-context pairs exist among these "
                 f"candidates; asking all {total} instead of {n_pairs}",
-                stacklevel=3,
             )
         chosen = np.vstack(pools)
         return chosen[rng.permutation(len(chosen))]

@@ -70,6 +70,25 @@ def test_decisions_of_another_model(toy_model, unchanged):
     assert_no_component(toy_model)
 
 
+@pytest.mark.parametrize("positional", ["one", "several"])
+def test_decisions_given_positionally(toy_model, unchanged, positional):
+    # Pyomo reads a positional argument as an index set (an indexed block).
+    decisions = [toy_model.x] if positional == "one" else [toy_model.x, toy_model.theta]
+    check = unchanged(toy_model)
+    with pytest.raises(DecisionError, match=r"takes keyword arguments only, e.g. PreferenceObjective\(decisions="):
+        toy_model.pref = PreferenceObjective(decisions)
+    check()
+    assert_no_component(toy_model)
+
+
+def test_decision_not_on_any_model(toy_model, unchanged):
+    check = unchanged(toy_model)
+    with pytest.raises(DecisionError, match="is not on any model"):
+        toy_model.pref = PreferenceObjective(decisions=[pyo.Var()])
+    check()
+    assert_no_component(toy_model)
+
+
 @pytest.mark.parametrize("what", ["param", "constraint", "number", "missing name"])
 def test_decisions_that_are_not_vars(toy_model, unchanged, what):
     m = toy_model
@@ -293,6 +312,20 @@ def test_pairs_of_another_decision_length(toy_model, toy_pairs, unchanged):
     check = unchanged(toy_model)
     with pytest.raises(PairsError, match="decisions of length 5; this component has 6 decisions"):
         pref.fit(short, seed=0, **FAST_FIT)
+    check()
+    assert not pref.is_fitted
+
+
+def test_pairs_of_another_component_with_as_many_decisions(toy_model, toy_pairs, toy_candidates,
+                                                          unchanged):
+    pref = add_component(toy_model)
+    renamed = Pairs(toy_pairs.context, toy_pairs.preferred, toy_pairs.other,
+                    names=("y",) + tuple(toy_pairs.names[1:]))
+    check = unchanged(toy_model)
+    with pytest.raises(PairsError, match=r"these pairs are decisions of another component .*'y' where 'x\[0\]'"):
+        pref.fit(renamed, seed=0, **FAST_FIT)
+    with pytest.raises(PairsError, match="fit's candidates must be a Candidates set"):
+        pref.fit(toy_pairs, seed=0, candidates=toy_candidates.u, **FAST_FIT)
     check()
     assert not pref.is_fitted
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import DECISION_NAMES, add_component, build_toy_model
-from pyomo_prefobj import Candidates, ConsoleOracle, Pairs, ScoreOracle
+from pyomo_prefobj import Candidates, ConsoleOracle, Pairs, ScoreOracle, oracles
 from pyomo_prefobj.errors import LearningError, PairsError
 
 
@@ -130,9 +130,14 @@ def test_ask_caps_at_the_distinct_pairs_available():
     cands = small_candidates()
     m = build_toy_model()
     pref = add_component(m)
-    with pytest.warns(UserWarning, match="only 4 distinct same-context pairs exist"):
+    with pytest.warns(UserWarning, match="only 4 distinct same-context pairs exist") as caught:
         pairs = pref.ask(cands, n_pairs=100, oracle=ScoreOracle(first_entry), seed=0)
     assert len(pairs) == 4  # C(3, 2) + C(2, 2)
+    # The warning names the caller's line, through the component or directly.
+    assert caught[0].filename == __file__
+    with pytest.warns(UserWarning, match="only 4 distinct") as caught:
+        oracles.ask(cands, 100, ScoreOracle(first_entry), seed=0, progress=False)
+    assert caught[0].filename == __file__
 
 
 # -------------------------------------------------------------- ConsoleOracle
