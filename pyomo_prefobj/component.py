@@ -240,9 +240,13 @@ class PreferenceObjectiveData(BlockData):
     # Validation helpers
     # ------------------------------------------------------------------
     def _check_context(self, context):
-        """Return ``context`` as a float vector of length ``k``."""
+        """Return ``context`` as a float vector of length ``k`` (a number
+        stands for the one value of a single context Param)."""
         if context is None:
             return self.context_values()
+        if np.ndim(context) == 0 and self.n_context == 1 and isinstance(context, (int, float, np.number)) \
+                and not isinstance(context, (bool, np.bool_)):
+            context = [context]
         values = np.asarray(context, dtype=float).reshape(-1) if np.ndim(context) else None
         if values is None or len(values) != self.n_context:
             raise ContextError(
@@ -571,7 +575,8 @@ class PreferenceObjectiveData(BlockData):
         solver only updates the context's rows and objective.
 
         Args:
-            context: context values, length ``k`` (``None``: current values).
+            context: context values, length ``k`` (``None``: current values;
+                a number where there is one context Param).
             formulation: ``"compact"`` or ``"dense"`` (default: the
                 component's).
             trust_region: keep the PCA coordinates ``z = P (u - mu)`` of the

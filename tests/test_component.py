@@ -18,8 +18,10 @@ from conftest import (
     FEASIBILITY_TOLERANCE,
     INFEASIBLE_CONTEXT,
     SAMPLE_OPTIONS,
+    TINY_FIT,
     active_objective,
     add_component,
+    build_tiny_model,
     build_toy_model,
     decision_vector,
     max_violation,
@@ -27,7 +29,7 @@ from conftest import (
     snapshot,
     solve,
 )
-from pyomo_prefobj import Candidates, PreferenceObjective
+from pyomo_prefobj import Candidates, ContextError, PreferenceObjective, ScoreOracle
 
 CONTEXT = (0.3, 0.7)
 OTHER_CONTEXT = (0.9, 0.1)
@@ -524,3 +526,19 @@ def test_nominal_weight_prices_a_maximized_objective_negated(toy_pairs):
     # A higher profit is a lower cost: the share enters as -weight * profit.
     assert weight > 0
     assert extra == pytest.approx(-weight * pyo.value(m.profit.expr), rel=1e-6)
+
+
+def test_a_number_is_the_context_of_a_single_context_param():
+    m = build_tiny_model()
+    m.x0 = pyo.Param(mutable=True, initialize=0.0)
+    m.demand.set_value(sum(m.x.values()) >= 3 + m.x0)
+    m.pref = PreferenceObjective(decisions=[m.x], context=[m.x0], progress=False)
+    candidates = m.pref.sample([0.0, 1.0], per_context=8, seed=0, **SAMPLE_OPTIONS)
+    pairs = m.pref.ask(candidates, 20, ScoreOracle(lambda c: float(c.u[2])), seed=0)
+    m.pref.fit(pairs, seed=0, **TINY_FIT)
+    np.testing.assert_array_equal(m.pref.cost(0.5).hessian, m.pref.cost([0.5]).hessian)
+    m.pref.activate(0.5)
+    assert pyo.value(m.x0) == 0.5 and m.pref.learned.active
+    with pytest.raises(ContextError, match="a context is a sequence of 1 floats"):
+        m.pref.activate(True)
+    assert pyo.value(m.x0) == 0.5
