@@ -34,6 +34,7 @@ the block with that context's coefficients.
 import dataclasses
 import json
 import logging
+import numbers
 
 import numpy as np
 import pyomo.environ as pyo
@@ -244,8 +245,7 @@ class PreferenceObjectiveData(BlockData):
         stands for the one value of a single context Param)."""
         if context is None:
             return self.context_values()
-        if np.ndim(context) == 0 and self.n_context == 1 and isinstance(context, (int, float, np.number)) \
-                and not isinstance(context, (bool, np.bool_)):
+        if self.n_context == 1 and isinstance(context, numbers.Real) and not isinstance(context, bool):
             context = [context]
         values = np.asarray(context, dtype=float).reshape(-1) if np.ndim(context) else None
         if values is None or len(values) != self.n_context:
@@ -256,6 +256,14 @@ class PreferenceObjectiveData(BlockData):
         if not np.all(np.isfinite(values)):
             raise ContextError(f"{self.name}: context holds NaN or inf: {context!r}")
         return values
+
+    def _refuse_other_decisions(self, names, what):
+        """PairsError unless ``names`` are this component's decision names."""
+        if tuple(names) != self.decision_names:
+            raise PairsError(
+                f"{self.name}: these {what} are decisions of another component (their "
+                f"decision names differ: {_first_difference(names, self.decision_names)})"
+            )
 
     def _check_contexts(self, contexts):
         """Return ``contexts`` as an array of shape ``(m, k)``."""
@@ -466,11 +474,8 @@ class PreferenceObjectiveData(BlockData):
         See :func:`pyomo_prefobj.oracles.ask`; returns :class:`Pairs`.
         """
         self._check_built()
-        if isinstance(candidates, Candidates) and candidates.names != self.decision_names:
-            raise PairsError(
-                f"{self.name}: these candidates are decisions of another "
-                "component (their decision names differ)"
-            )
+        if isinstance(candidates, Candidates):
+            self._refuse_other_decisions(candidates.names, "candidates")
         show = self._progress if progress is None else progress
         return oracles.ask(candidates, n_pairs, oracle, seed=seed, progress=show, rater=rater)
 
@@ -513,13 +518,10 @@ class PreferenceObjectiveData(BlockData):
                 f"{self.name}: fit's candidates must be a Candidates set (from sample); "
                 f"got {type(candidates).__name__}"
             )
-        for what, data in (("pairs", pairs), ("candidates", candidates)):
-            names = () if data is None else tuple(data.names)
-            if names and names != self.decision_names:
-                raise PairsError(
-                    f"{self.name}: these {what} are decisions of another component "
-                    f"(their decision names differ: {_first_difference(names, self.decision_names)})"
-                )
+        if pairs.names:  # pairs built from bare arrays carry no names
+            self._refuse_other_decisions(pairs.names, "pairs")
+        if candidates is not None:
+            self._refuse_other_decisions(candidates.names, "candidates")
         options.setdefault("progress", self._progress)
         try:
             learner = PreferenceLearner(n_components=n_components, seed=seed, **options)
