@@ -216,11 +216,12 @@ class FitReport:
     seconds: float = 0.0
 
     def __str__(self):
+        validation = (f"validation acc={self.validation_accuracy:.3f}" if self.n_validation
+                      else "no validation pairs")
         return (
             f"FitReport(pairs={self.n_train}+{self.n_validation}, r={self.n_components}, "
             f"epochs={self.epochs} (best {self.best_epoch}), "
-            f"train acc={self.train_accuracy:.3f}, validation acc={self.validation_accuracy:.3f}, "
-            f"{self.seconds:.1f}s)"
+            f"train acc={self.train_accuracy:.3f}, {validation}, {self.seconds:.1f}s)"
         )
 
 

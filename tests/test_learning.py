@@ -200,6 +200,7 @@ def test_learner_without_validation_split():
     assert learner.report_.n_validation == 0
     assert learner.report_.validation_loss == []
     assert np.isnan(learner.report_.validation_accuracy)
+    assert "no validation pairs" in str(learner.report_) and "nan" not in str(learner.report_)
 
 
 def test_logistic_loss_is_offered(toy_pairs):
