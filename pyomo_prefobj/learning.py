@@ -680,11 +680,20 @@ class PreferenceLearner:
         # float64 so that one context alone and in a batch give the same S, q.
         self._check_fitted()
         inputs = torch.as_tensor(self._context_inputs(contexts), dtype=torch.float64)
-        network = copy.deepcopy(self.network_).double()
+        network = self._double_network()
         with torch.no_grad():
             factor, linear, weight = network(inputs)
         weight = np.zeros(len(inputs)) if weight is None else weight.numpy() / self.cost_scale_
         return _square_factor(factor.numpy()), linear.numpy(), weight
+
+    def _double_network(self):
+        """A float64 copy of ``network_``, made once per fitted network (an
+        ``activate`` per context would otherwise copy it every time)."""
+        cached = getattr(self, "_double", None)
+        if cached is None or cached[0] is not self.network_:
+            cached = (self.network_, copy.deepcopy(self.network_).double())
+            self._double = cached
+        return cached[1]
 
     def compressed(self, contexts):
         """Return ``S`` ``(n, r, r)`` and ``qz`` ``(n, r)`` for contexts ``(n, k)``."""

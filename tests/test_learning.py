@@ -393,3 +393,17 @@ def test_ensemble_objective_solves_saves_and_loads(toy_pairs, tmp_path):
         m.pref.learner.predict_cost(contexts, decisions),
         rtol=1e-12,
     )
+
+
+def test_terms_follow_a_refit_of_the_same_learner():
+    """The float64 copy of the network behind ``terms`` belongs to one fit."""
+    pairs = quadratic_pairs(200, np.random.default_rng(8))
+    options = {"max_epochs": 5, "progress": False}
+    learner = PreferenceLearner(seed=0, **options).fit(pairs)
+    first = learner.terms(np.zeros((1, 0)))[0]
+    np.testing.assert_array_equal(learner.terms(np.zeros((1, 0)))[0], first)
+    learner.seed = 1
+    second = learner.fit(pairs).terms(np.zeros((1, 0)))[0]
+    assert not np.allclose(second, first)
+    fresh = PreferenceLearner(seed=1, **options).fit(pairs)
+    np.testing.assert_array_equal(second, fresh.terms(np.zeros((1, 0)))[0])
