@@ -37,7 +37,7 @@ at most ``limits/maxorigsol`` (10) of those in a model that lives across
 solves: the eleventh failed. Where a value is missing, this class passes a
 partial solution too, and skips the start with a warning once SCIP's limit
 is reached.) On the COVID-19 model a start from the previous context's
-decision cut the median learned solve by 13-43% in three benchmark runs
+decision cut the median learned solve by 12-43% in six benchmark runs
 (``benchmarks/bench_scip_options.py``).
 
 SCIP runs without Python's global interpreter lock. Pyomo reads SCIP's log
