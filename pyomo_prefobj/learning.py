@@ -69,13 +69,17 @@ class QuadraticNetwork(nn.Module):
             constant input).
         n_components: ``r``.
         hidden_layers: widths of the hidden ReLU layers.
+        curvature_floor: ``eps`` of :func:`_with_floor` (0: ``S`` as the
+            last layer gives it).
     """
 
-    def __init__(self, n_inputs, n_components, hidden_layers=(20, 20, 20), nominal_weight=False):
+    def __init__(self, n_inputs, n_components, hidden_layers=(20, 20, 20), nominal_weight=False,
+                 curvature_floor=0.0):
         super().__init__()
         self.n_inputs = max(int(n_inputs), 1)
         self.n_components = int(n_components)
         self.nominal_weight = bool(nominal_weight)
+        self.curvature_floor = float(curvature_floor)
         layers, width = [], self.n_inputs
         for size in hidden_layers:
             layers += [nn.Linear(width, int(size)), nn.ReLU()]
@@ -87,15 +91,32 @@ class QuadraticNetwork(nn.Module):
     def forward(self, context):
         """Return ``S`` ``(n, r, r)``, ``q`` ``(n, r)`` and the weight of the
         nominal cost ``(n,)`` (``None`` without ``nominal_weight``)."""
-        return _split_outputs(self.body(context), self.n_components, self.nominal_weight)
+        return _split_outputs(self.body(context), self.n_components, self.nominal_weight,
+                              self.curvature_floor)
 
 
-def _split_outputs(out, r, nominal_weight):
+def _split_outputs(out, r, nominal_weight, curvature_floor=0.0):
     """``S``, ``q`` and the nominal weight from a network's last layer ``(..., outputs)``."""
-    factor = out[..., : r * r].reshape(*out.shape[:-1], r, r)
+    factor = _with_floor(out[..., : r * r].reshape(*out.shape[:-1], r, r), curvature_floor)
     linear = out[..., r * r : r * r + r]
     weight = nn.functional.softplus(out[..., -1]) if nominal_weight else None
     return factor, linear, weight
+
+
+def _with_floor(factor, eps):
+    """``[S, sqrt(eps m) I]``, whose ``H = S S' + eps m I`` with ``m = ||S||_F^2 / r``
+    the mean eigenvalue of ``S S'``: every curvature at least ``eps`` times the
+    mean one (the condition number of ``H`` at most ``1 + r / eps``). The
+    learned cost then cannot be nearly flat along a direction the answers
+    did not pin down, where its minimizer would run off; ``H`` keeps its
+    scale, so the ranking loss's margin means what it did. ``eps = 0``:
+    ``S`` itself."""
+    if not eps:
+        return factor
+    r = factor.shape[-1]
+    mean = (factor ** 2).sum(dim=(-2, -1), keepdim=True) / r
+    eye = torch.eye(r, dtype=factor.dtype, device=factor.device).expand(factor.shape)
+    return torch.cat([factor, torch.sqrt((eps * mean).clamp_min(1e-30)) * eye], dim=-1)
 
 
 class QuadraticEnsemble(nn.Module):
@@ -111,7 +132,7 @@ class QuadraticEnsemble(nn.Module):
     """
 
     def __init__(self, n_networks, n_inputs, n_components, hidden_layers=(20, 20, 20),
-                 nominal_weight=False):
+                 nominal_weight=False, curvature_floor=0.0):
         super().__init__()
         members = [
             QuadraticNetwork(n_inputs, n_components, hidden_layers, nominal_weight)
@@ -120,6 +141,7 @@ class QuadraticEnsemble(nn.Module):
         self.n_networks = int(n_networks)
         self.n_components = members[0].n_components
         self.nominal_weight = members[0].nominal_weight
+        self.curvature_floor = float(curvature_floor)  # of each member's cost
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         layers = [[m for m in member.body if isinstance(m, nn.Linear)] for member in members]
         for stacked in zip(*layers):
@@ -128,21 +150,24 @@ class QuadraticEnsemble(nn.Module):
 
     def each(self, context):
         """Every member's ``S``, ``q`` and nominal weight, member-major:
-        shapes ``(K n, r, r)``, ``(K n, r)``, ``(K n,)`` (or ``None``)."""
+        shapes ``(K n, r, c)``, ``(K n, r)``, ``(K n,)`` (or ``None``), with
+        ``c = r`` (``2 r`` with a curvature floor, see :func:`_with_floor`)."""
         hidden = context.unsqueeze(0).expand(self.n_networks, -1, -1)
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             hidden = torch.baddbmm(bias, hidden, weight)
             if i < last:
                 hidden = torch.relu(hidden)
-        return _split_outputs(hidden.flatten(0, 1), self.n_components, self.nominal_weight)
+        return _split_outputs(hidden.flatten(0, 1), self.n_components, self.nominal_weight,
+                              self.curvature_floor)
 
     def forward(self, context):
-        """The mean cost's factor ``F`` ``(n, r, rK)``, ``q`` ``(n, r)`` and
+        """The mean cost's factor ``F`` ``(n, r, cK)``, ``q`` ``(n, r)`` and
         nominal weight ``(n,)`` (``None`` without ``nominal_weight``)."""
         k, n, r = self.n_networks, len(context), self.n_components
         factor, linear, weight = self.each(context)
-        factor = factor.reshape(k, n, r, r).permute(1, 2, 0, 3).reshape(n, r, k * r)
+        c = factor.shape[-1]
+        factor = factor.reshape(k, n, r, c).permute(1, 2, 0, 3).reshape(n, r, k * c)
         mean_weight = None if weight is None else weight.reshape(k, n).mean(dim=0)
         return factor / np.sqrt(k), linear.reshape(k, n, r).mean(dim=0), mean_weight
 
@@ -227,7 +252,8 @@ class FitReport:
 
 def _check_positive(name, value, integer=False, allow_zero=False):
     ok = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
-    if not ok or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+    if (not ok or isinstance(value, bool) or not np.isfinite(value) or value < 0
+            or (value == 0 and not allow_zero)):
         kind = "integer" if integer else "number"
         raise LearningError(f"{name} must be a positive {kind}; got {value!r}")
 
@@ -272,6 +298,16 @@ class PreferenceLearner:
             at least 1). Giving it separately lets ``patience`` end the
             training sooner without changing the learning-rate schedule,
             i.e. every epoch before the stop is the same.
+        curvature_floor: ``eps >= 0``; the learned ``H`` in the PCA
+            coordinates becomes ``S S' + eps m I`` (``m`` the mean eigenvalue
+            of ``S S'``), trained as such: no curvature below ``eps`` times
+            the mean one. 0 (default, the paper's) leaves ``H = S S'``. With
+            few answers the learned cost is often nearly flat along some
+            direction and its minimizer runs far along it; on the README's
+            Quickstart (an exactly quadratic user) 1.0 made the learned
+            decision beat the nominal one at every held-out context, on the
+            COVID-19 example it lowered the captured gain
+            (``docs/results.md``).
     """
 
     def __init__(
@@ -293,6 +329,7 @@ class PreferenceLearner:
         progress=True,
         n_networks=1,
         lr_patience=None,
+        curvature_floor=0.0,
     ):
         self.n_components = n_components
         self.hidden_layers = hidden_layers
@@ -311,6 +348,7 @@ class PreferenceLearner:
         self.progress = progress
         self.n_networks = n_networks
         self.lr_patience = lr_patience
+        self.curvature_floor = curvature_floor
 
     # -- validation -----------------------------------------------------
     def check_options(self):
@@ -336,6 +374,7 @@ class PreferenceLearner:
         _check_positive("patience", self.patience, integer=True)
         if self.lr_patience is not None:
             _check_positive("lr_patience", self.lr_patience, integer=True, allow_zero=True)
+        _check_positive("curvature_floor", self.curvature_floor, allow_zero=True)
         _check_positive("n_networks", self.n_networks, integer=True)
         if not 0.0 <= float(self.validation_fraction) < 1.0:
             raise LearningError(
@@ -536,7 +575,8 @@ class PreferenceLearner:
 
     def _new_network(self):
         """An untrained network of this learner's shape (drawn from torch's RNG)."""
-        shape = (self.n_context_, self.n_components_, self.hidden_layers, self.nominal_weight)
+        shape = (self.n_context_, self.n_components_, self.hidden_layers, self.nominal_weight,
+                 float(self.curvature_floor))
         if self.n_networks == 1:
             return QuadraticNetwork(*shape)
         return QuadraticEnsemble(self.n_networks, *shape)
@@ -771,6 +811,7 @@ class PreferenceLearner:
             "progress": self.progress,
             "n_networks": int(self.n_networks),
             "lr_patience": None if self.lr_patience is None else int(self.lr_patience),
+            "curvature_floor": float(self.curvature_floor),
         }
 
     def learned_arrays(self):

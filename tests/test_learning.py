@@ -407,3 +407,27 @@ def test_terms_follow_a_refit_of_the_same_learner():
     assert not np.allclose(second, first)
     fresh = PreferenceLearner(seed=1, **options).fit(pairs)
     np.testing.assert_array_equal(second, fresh.terms(np.zeros((1, 0)))[0])
+
+
+@pytest.mark.parametrize("n_networks", [1, 3])
+def test_curvature_floor_bounds_the_learned_curvature(n_networks):
+    """A direction the answers say nothing about (the cost ignores u[3]) is
+    nearly flat in the learned H; with the floor every curvature is at least
+    eps / (1 + eps) of the mean one, and the cost survives a save/load."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(300, 4)), rng.normal(size=(300, 4))
+    cost = ((a[:, :3] - 0.5) ** 2).sum(axis=1) < ((b[:, :3] - 0.5) ** 2).sum(axis=1)
+    pairs = Pairs(np.zeros((300, 0)), np.where(cost[:, None], a, b), np.where(cost[:, None], b, a))
+    ratios = {}
+    for eps in (0.0, 1.0):
+        learner = PreferenceLearner(max_epochs=100, progress=False, seed=0, n_networks=n_networks,
+                                    curvature_floor=eps).fit(pairs)
+        factor = learner.terms(np.zeros((1, 0)))[0][0]
+        eigenvalues = np.linalg.eigvalsh(factor @ factor.T)
+        ratios[eps] = eigenvalues.min() / eigenvalues.mean()
+    assert ratios[0.0] < 0.1  # flat without the floor
+    assert ratios[1.0] >= 0.5 * (1 - 1e-9)
+    again = PreferenceLearner.from_arrays(learner.get_params(), learner.learned_arrays())
+    u = rng.normal(size=(5, 4))
+    np.testing.assert_allclose(again.predict_cost(np.zeros((5, 0)), u),
+                               learner.predict_cost(np.zeros((5, 0)), u), rtol=1e-12)
