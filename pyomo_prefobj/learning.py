@@ -89,8 +89,9 @@ class QuadraticNetwork(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, context):
-        """Return ``S`` ``(n, r, r)``, ``q`` ``(n, r)`` and the weight of the
-        nominal cost ``(n,)`` (``None`` without ``nominal_weight``)."""
+        """Return ``S`` ``(n, r, r)`` (``(n, r, 2 r)`` with a curvature floor),
+        ``q`` ``(n, r)`` and the weight of the nominal cost ``(n,)`` (``None``
+        without ``nominal_weight``)."""
         return _split_outputs(self.body(context), self.n_components, self.nominal_weight,
                               self.curvature_floor)
 
@@ -108,8 +109,8 @@ def _with_floor(factor, eps):
     the mean eigenvalue of ``S S'``: every curvature at least ``eps`` times the
     mean one (the condition number of ``H`` at most ``1 + r / eps``). The
     learned cost then cannot be nearly flat along a direction the answers
-    did not pin down, where its minimizer would run off; ``H`` keeps its
-    scale, so the ranking loss's margin means what it did. ``eps = 0``:
+    did not pin down, where its minimizer would run off. The floor scales
+    with ``S``, so the ranking loss's margin means what it did. ``eps = 0``:
     ``S`` itself."""
     if not eps:
         return factor
@@ -305,7 +306,7 @@ class PreferenceLearner:
             few answers the learned cost is often nearly flat along some
             direction and its minimizer runs far along it; on the README's
             Quickstart (an exactly quadratic user) 1.0 made the learned
-            decision beat the nominal one at every held-out context, on the
+            decision beat the nominal one at each of 7 contexts, on the
             COVID-19 example it lowered the captured gain
             (``docs/results.md``).
     """
