@@ -53,7 +53,7 @@ def load_arrays(path, kind, version, what):
         raise FileFormatError(f"{path} is not a {what} file (it names no format and version)")
     try:
         found_kind, found_version = str(arrays.pop("format")), int(arrays.pop("version"))
-    except (KeyError, ValueError) as exc:
+    except (ValueError, TypeError) as exc:  # a version that is not a number
         raise FileFormatError(f"cannot read {what} from {path}: {exc}") from exc
     if found_kind != kind:
         raise FileFormatError(f"{path} is not a {what} file (format {found_kind!r})")
