@@ -100,7 +100,7 @@ solver = PersistentScip()
 solver.solve(m)
 # The kept solution violates the new row: SCIP prints all 5000 terms of it.
 m.tight = pyo.Constraint(expr=sum((i % 7 + 1) * m.x[i] for i in range(n)) <= 100)
-results = solver.solve(m)
+results = solver.solve(m, solver_options={"misc/printreason": True})
 print(round(results.incumbent_objective, 6), len(results.solver_log))
 """
 
@@ -118,6 +118,23 @@ def test_a_solve_whose_log_fills_the_pipe_finishes():
     objective, log_size = done.stdout.split()
     assert float(objective) == pytest.approx(101.0)  # x at 1 where the weight is 1, up to 100, and y
     assert int(log_size) > 64 * 1024
+
+
+def test_kept_solutions_that_a_change_made_infeasible_are_not_printed(fitted_model):
+    """After a solve, ``activate`` rebuilds the learned rows, so the solutions
+    SCIP kept are infeasible at the next solve; their violated rows are not
+    printed unless asked for."""
+    m, solver = fitted_model, PersistentScip()
+    solver.solve(m)
+    logs = []
+    for context, options in zip(CONTEXTS, ({}, {"misc/printreason": True}, {})):
+        m.pref.activate(context)
+        results = solver.solve(m, solver_options=options)
+        assert results.termination_condition == OPTIMAL
+        logs.append(results.solver_log)
+    m.pref.deactivate()
+    assert "violat" not in logs[0] and "violat" not in logs[2]
+    assert "violat" in logs[1]
 
 
 @pytest.mark.parametrize("span_penalty", [None, 0.5])
