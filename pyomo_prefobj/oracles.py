@@ -181,7 +181,10 @@ def ask(candidates, n_pairs, oracle, seed=None, progress=True, rater=""):
         rater: name stored with every answer.
 
     Returns:
-        Pairs: one pair per answered question, preferred decision first.
+        Pairs: one pair per answered question, preferred decision first;
+        the questions the oracle could not tell apart (``None``, or a tie of
+        :class:`ScoreOracle`) are left out, so it may hold fewer than
+        ``n_pairs`` (the count is logged at INFO level).
 
     Raises:
         OracleError: an answer is not a valid choice.
