@@ -40,6 +40,7 @@ _EXPORTS = {
     "LearningError": "errors",
     "NotFittedError": "errors",
     "FileFormatError": "errors",
+    "StopAsking": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

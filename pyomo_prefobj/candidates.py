@@ -52,6 +52,8 @@ class Candidates:
         group: index of each decision's context in the sampled contexts,
             shape ``(n,)``; candidates of one group share a context.
         names: decision names, length ``d``.
+        context_names: names of the context values, length ``k`` (empty
+            when unknown, as in files written before they were stored).
     """
 
     u: np.ndarray
@@ -59,6 +61,7 @@ class Candidates:
     nominal_cost: np.ndarray
     group: np.ndarray
     names: tuple
+    context_names: tuple = ()
 
     def __post_init__(self):
         n = len(self.u)
@@ -73,10 +76,16 @@ class Candidates:
         )
         object.__setattr__(self, "group", np.asarray(self.group, dtype=int).reshape(n))
         object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "context_names", tuple(self.context_names))
         if len(self.names) != u.shape[1]:
             raise PairsError(
                 f"Candidates have {u.shape[1]} decision columns but "
                 f"{len(self.names)} names"
+            )
+        if self.context_names and len(self.context_names) != context.shape[1]:
+            raise PairsError(
+                f"Candidates have {context.shape[1]} context columns but "
+                f"{len(self.context_names)} context names"
             )
 
     def __len__(self):
@@ -111,6 +120,8 @@ class Candidates:
         for part in parts:
             if part.names != parts[0].names:
                 raise PairsError("cannot concatenate candidates of different decisions")
+            if part.context_names != parts[0].context_names:
+                raise PairsError("cannot concatenate candidates of different context names")
             groups.append(part.group + offset)
             offset += int(part.group.max()) + 1 if len(part) else 0
         return cls(
@@ -119,6 +130,7 @@ class Candidates:
             nominal_cost=np.concatenate([p.nominal_cost for p in parts]),
             group=np.concatenate(groups),
             names=parts[0].names,
+            context_names=parts[0].context_names,
         )
 
     def save(self, path):
@@ -130,6 +142,7 @@ class Candidates:
             nominal_cost=self.nominal_cost,
             group=self.group,
             names=np.array(self.names, dtype=str),
+            context_names=np.array(self.context_names, dtype=str),
         )
 
     @classmethod
@@ -147,6 +160,8 @@ class Candidates:
                 nominal_cost=data["nominal_cost"],
                 group=data["group"],
                 names=tuple(data["names"].tolist()),
+                # Files written before the context names were stored have none.
+                context_names=tuple(data.get("context_names", np.array([], dtype=str)).tolist()),
             )
         except (KeyError, ValueError) as exc:
             raise FileFormatError(f"cannot read candidates from {path}: {exc}") from exc

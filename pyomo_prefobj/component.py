@@ -80,6 +80,28 @@ def _describe(item):
     return repr(name) if isinstance(name, str) and hasattr(item, "ctype") else repr(item)
 
 
+def _is_number(value):
+    """A finite real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _float_array(values, message):
+    """``values`` as a float array; ContextError ``message`` if they are not numbers."""
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ContextError(message) from None
+
+
+def _check_seed(seed, name):
+    """ModelError unless numpy can seed a generator with ``seed``: None, a
+    non-negative integer, a ``numpy.random.Generator`` or ``SeedSequence``."""
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ModelError(f"{name}: seed must be a non-negative integer or None; got {seed!r}")
+
+
 def _first_difference(found, expected):
     """``'x[2]' where 'y[2]' was expected`` for the first position that differs."""
     for mine, theirs in zip(found, expected):
@@ -175,11 +197,18 @@ class PreferenceObjectiveData(BlockData):
             self.context_param = pyo.Reference(params)
         self._decision_names = tuple(v.getname(fully_qualified=True) for v in variables)
         self._context_names = tuple(p.getname(fully_qualified=True) for p in params)
-        if learner is not None and learner.n_decisions_ != len(variables):
-            raise FileFormatError(
-                f"the saved objective has {learner.n_decisions_} decisions; "
-                f"this model gives {len(variables)}"
-            )
+        if learner is not None:
+            _check_saved_order(meta, self._decision_names, self._context_names)
+            if learner.n_decisions_ != len(variables):
+                raise FileFormatError(
+                    f"the saved objective has {learner.n_decisions_} decisions; "
+                    f"this model gives {len(variables)}"
+                )
+            if learner.n_context_ != len(params):
+                raise FileFormatError(
+                    f"the saved objective has {learner.n_context_} context values; "
+                    f"this model gives {len(params)} context Params"
+                )
         self._formulation = formulation
         self._progress = bool(progress)
         self._solver_options = dict(solver_options or {})
@@ -247,8 +276,8 @@ class PreferenceObjectiveData(BlockData):
             return self.context_values()
         if self.n_context == 1 and isinstance(context, numbers.Real) and not isinstance(context, bool):
             context = [context]
-        values = np.asarray(context, dtype=float).reshape(-1) if np.ndim(context) else None
-        if values is None or len(values) != self.n_context:
+        values = _float_array(context, f"{self.name}: a context must hold numbers; got {context!r}")
+        if values.ndim != 1 or len(values) != self.n_context:
             raise ContextError(
                 f"{self.name}: a context is a sequence of {self.n_context} floats "
                 f"(one per context Param {list(self.context_names)}); got {context!r}"
@@ -257,19 +286,26 @@ class PreferenceObjectiveData(BlockData):
             raise ContextError(f"{self.name}: context holds NaN or inf: {context!r}")
         return values
 
-    def _refuse_other_decisions(self, names, what):
-        """PairsError unless ``names`` are this component's decision names."""
-        if tuple(names) != self.decision_names:
+    def _refuse_other_decisions(self, data, what):
+        """PairsError unless the Pairs or Candidates ``data`` name this
+        component's decisions and (where they name them) context Params."""
+        if tuple(data.names) != self.decision_names:
             raise PairsError(
                 f"{self.name}: these {what} are decisions of another component (their "
-                f"decision names differ: {_first_difference(names, self.decision_names)})"
+                f"decision names differ: {_first_difference(data.names, self.decision_names)})"
+            )
+        if data.context_names and tuple(data.context_names) != self.context_names:
+            raise PairsError(
+                f"{self.name}: these {what} were taken at contexts of other Params, or in "
+                "another order (their context names differ: "
+                f"{_first_difference(data.context_names, self.context_names)})"
             )
 
     def _check_contexts(self, contexts):
         """Return ``contexts`` as an array of shape ``(m, k)``."""
         if contexts is None:
             return self.context_values().reshape(1, -1)
-        array = np.asarray(contexts, dtype=float)
+        array = _float_array(contexts, f"{self.name}: contexts must hold numbers; got {contexts!r}")
         if self.n_context == 0 and array.size == 0:
             return np.zeros((max(len(array), 1), 0))
         if array.ndim == 1 and self.n_context == 1:
@@ -371,8 +407,12 @@ class PreferenceObjectiveData(BlockData):
         if isinstance(per_context, bool) or not isinstance(per_context, (int, np.integer)) or per_context < 1:
             raise ModelError(f"{self.name}: per_context must be a positive integer; got {per_context!r}")
         for name, value in (("bias_weight", bias_weight), ("bias_width", bias_width)):
-            if not np.isfinite(value) or value < 0:
+            if not _is_number(value) or value < 0:
                 raise ModelError(f"{self.name}: {name} must be a finite number >= 0; got {value!r}")
+        if time_limit is not None and (not _is_number(time_limit) or time_limit <= 0):
+            raise ModelError(f"{self.name}: time_limit must be a number of seconds > 0 or None; "
+                             f"got {time_limit!r}")
+        _check_seed(seed, self.name)
         show = self._progress if progress is None else progress
         nominal = self._find_nominal()
         model = self.model()
@@ -463,6 +503,7 @@ class PreferenceObjectiveData(BlockData):
             nominal_cost=np.array([c for _, _, c in keep]),
             group=groups,
             names=self.decision_names,
+            context_names=self.context_names,
         )
 
     # ------------------------------------------------------------------
@@ -474,8 +515,9 @@ class PreferenceObjectiveData(BlockData):
         See :func:`pyomo_prefobj.oracles.ask`; returns :class:`Pairs`.
         """
         self._check_built()
+        _check_seed(seed, self.name)
         if isinstance(candidates, Candidates):
-            self._refuse_other_decisions(candidates.names, "candidates")
+            self._refuse_other_decisions(candidates, "candidates")
         show = self._progress if progress is None else progress
         return oracles.ask(candidates, n_pairs, oracle, seed=seed, progress=show, rater=rater)
 
@@ -519,9 +561,9 @@ class PreferenceObjectiveData(BlockData):
                 f"got {type(candidates).__name__}"
             )
         if pairs.names:  # pairs built from bare arrays carry no names
-            self._refuse_other_decisions(pairs.names, "pairs")
+            self._refuse_other_decisions(pairs, "pairs")
         if candidates is not None:
-            self._refuse_other_decisions(candidates.names, "candidates")
+            self._refuse_other_decisions(candidates, "candidates")
         options.setdefault("progress", self._progress)
         try:
             learner = PreferenceLearner(n_components=n_components, seed=seed, **options)
@@ -626,7 +668,7 @@ class PreferenceObjectiveData(BlockData):
         options = (("trust_region", trust_region), ("tie_break", tie_break),
                    ("span_penalty", span_penalty))
         for name, option in options:
-            if option is not None and (isinstance(option, bool) or not np.isfinite(option) or option < 0):
+            if option is not None and (not _is_number(option) or option < 0):
                 raise ModelError(f"{self.name}: {name} must be a number >= 0 or None; got {option!r}")
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
@@ -908,6 +950,24 @@ def _ancestors(component):
     while block is not None:
         yield block
         block = block.parent_block()
+
+
+def _check_saved_order(meta, decision_names, context_names):
+    """Refuse the saved names given again in another order.
+
+    Other names are allowed (``load(path, decisions=...)`` attaches a fit to
+    another model's variables), but the same names in another order would
+    silently permute the learned objective.
+    """
+    for what, saved, given, error in (("decisions", meta["decisions"], decision_names, DecisionError),
+                                      ("context", meta["context"], context_names, ContextError)):
+        saved, given = tuple(saved), tuple(given)
+        if given != saved and sorted(given) == sorted(saved):
+            raise error(
+                f"the {what} given are the saved ones in another order "
+                f"({_first_difference(given, saved)}); give them in the saved order "
+                f"{list(saved)}, or leave {what}= out to use the saved names"
+            )
 
 
 def _owning_preference_objective(component):

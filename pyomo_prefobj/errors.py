@@ -55,6 +55,15 @@ class FileFormatError(PreferenceObjectiveError, ValueError):
     """A saved file is corrupted, of another kind, or of another version."""
 
 
+class StopAsking(Exception):
+    """Raised by an oracle to end :meth:`ask` early, keeping the answers so far.
+
+    :class:`~pyomo_prefobj.oracles.ConsoleOracle` raises it when the person
+    types ``q`` or the input ends (Ctrl-D). Not an error: ``ask`` returns
+    the pairs answered before it, with a warning.
+    """
+
+
 def warn_user(message, category=UserWarning):
     """``warnings.warn`` at the first caller outside pyomo_prefobj.
 

@@ -4,7 +4,8 @@ An oracle is any callable ``oracle(a, b)`` taking two
 :class:`~pyomo_prefobj.candidates.Candidate` objects of the same context and
 returning ``0`` (or ``"A"``) when ``a`` is preferred, ``1`` (or ``"B"``) when
 ``b`` is preferred, or ``None`` when it cannot tell (the pair is then
-dropped).
+dropped). Raising :class:`~pyomo_prefobj.errors.StopAsking` ends ``ask``
+early with the answers given so far.
 """
 
 import logging
@@ -12,7 +13,7 @@ import logging
 import numpy as np
 
 from .candidates import Candidates
-from .errors import OracleError, PairsError, warn_user
+from .errors import OracleError, PairsError, StopAsking, warn_user
 from .pairs import Pairs
 from .progress import progress_bar
 
@@ -80,7 +81,10 @@ class ConsoleOracle:
     """Ask a person in a terminal.
 
     Shows the context, the nominal cost of both decisions and a table of the
-    decision values that differ, then reads ``A``, ``B`` or ``?``.
+    decision values that differ, then reads ``A``, ``B``, or ``?`` / ``c``
+    (cannot tell, as the web app's "can't tell"). ``q`` or the end of the
+    input (Ctrl-D) stops asking: ``ask`` returns the pairs answered so far
+    (:class:`~pyomo_prefobj.errors.StopAsking`).
 
     Args:
         max_rows: most differing decisions shown (largest differences first).
@@ -110,12 +114,18 @@ class ConsoleOracle:
         if hidden > 0:
             show(f"... and {hidden} more decisions differ")
         while True:
-            reply = self.input_function("Prefer A, B, or ? (cannot tell): ").strip().lower()
+            try:
+                reply = self.input_function("Prefer A, B, or ? (cannot tell; q stops): ")
+            except EOFError:
+                raise StopAsking("the input ended") from None
+            reply = reply.strip().lower()
             if reply in ("a", "b"):
                 return reply.upper()
-            if reply in ("?", ""):
+            if reply in ("?", "c", ""):
                 return None
-            show(f"'{reply}' is not an answer: type A, B or ?")
+            if reply in ("q", "quit"):
+                raise StopAsking("q typed")
+            show(f"'{reply}' is not an answer: type A, B, ? (cannot tell) or q (stop)")
 
 
 #: What to change when sampling gives too few distinct candidates.
@@ -199,15 +209,25 @@ def ask(candidates, n_pairs, oracle, seed=None, progress=True, rater=""):
     rng = np.random.default_rng(seed)
     chosen = draw_pairs(candidates, int(n_pairs), rng)
     swap = rng.random(len(chosen)) < 0.5  # show each side first equally often
-    rows = []
+    rows, asked = [], 0
     for (i, j), flip in zip(progress_bar(chosen, progress, desc="asking"), swap):
         first, second = (j, i) if flip else (i, j)
-        answer = _normalize_answer(oracle(candidates[first], candidates[second]), oracle)
+        try:
+            answer = oracle(candidates[first], candidates[second])
+        except StopAsking as stop:
+            if not rows:
+                raise PairsError(f"asking stopped ({stop}) before any answer; no pairs to "
+                                 "learn from") from None
+            warn_user(f"asking stopped ({stop}) after {asked} of {len(chosen)} questions; "
+                      f"returning the {len(rows)} pairs answered")
+            break
+        asked += 1
+        answer = _normalize_answer(answer, oracle)
         if answer is None:
             continue
         rows.append((first, second) if answer == 0 else (second, first))
     if not rows:
         raise PairsError("the oracle could not tell any pair apart; no pairs to learn from")
     rows = np.array(rows)
-    logger.info("asked %d pairs, %d answered", len(chosen), len(rows))
+    logger.info("asked %d pairs, %d answered", asked, len(rows))
     return Pairs.from_candidates(candidates, rows[:, 0], rows[:, 1], rater=str(rater))

@@ -29,6 +29,8 @@ class Pairs:
         preferred_cost, other_cost: the nominal objective's value at each
             decision, shape ``(n,)`` (``nan`` when unknown); needed by
             ``fit(..., nominal_weight=True)``.
+        context_names: names of the context values, length ``k`` (empty
+            when unknown).
     """
 
     context: np.ndarray
@@ -38,6 +40,7 @@ class Pairs:
     names: tuple = ()
     preferred_cost: np.ndarray = None
     other_cost: np.ndarray = None
+    context_names: tuple = ()
 
     def __post_init__(self):
         preferred = np.asarray(self.preferred, dtype=float)
@@ -79,6 +82,12 @@ class Pairs:
             raise PairsError(
                 f"Pairs have {preferred.shape[1]} decision columns but {len(names)} names"
             )
+        context_names = tuple(self.context_names)
+        if context_names and len(context_names) != context.shape[1]:
+            raise PairsError(
+                f"Pairs have {context.shape[1]} context columns but "
+                f"{len(context_names)} context names"
+            )
         costs = []
         for label in ("preferred_cost", "other_cost"):
             cost = getattr(self, label)
@@ -95,6 +104,7 @@ class Pairs:
         object.__setattr__(self, "preferred_cost", costs[0])
         object.__setattr__(self, "other_cost", costs[1])
         object.__setattr__(self, "names", names)
+        object.__setattr__(self, "context_names", context_names)
 
     def __len__(self):
         return len(self.preferred)
@@ -134,6 +144,7 @@ class Pairs:
             names=candidates.names,
             preferred_cost=candidates.nominal_cost[preferred],
             other_cost=candidates.nominal_cost[other],
+            context_names=candidates.context_names,
         )
 
     def __getitem__(self, index):
@@ -148,22 +159,30 @@ class Pairs:
         return Pairs(
             self.context[index], self.preferred[index], self.other[index],
             self.rater[index], self.names, self.preferred_cost[index], self.other_cost[index],
+            self.context_names,
         )
 
     @classmethod
     def concatenate(cls, parts):
-        """Stack several pair sets of the same decisions into one."""
+        """Stack several pair sets of the same decisions into one.
+
+        Names (decision and context) known in one set and not in another are
+        kept; names that differ between sets are refused.
+        """
         parts = list(parts)
         if not parts:
             raise PairsError("Pairs.concatenate needs at least one set")
+        names = _common_names([p.names for p in parts], "decision")
+        context_names = _common_names([p.context_names for p in parts], "context")
         return cls(
             np.vstack([p.context for p in parts]),
             np.vstack([p.preferred for p in parts]),
             np.vstack([p.other for p in parts]),
             np.concatenate([p.rater for p in parts]),
-            parts[0].names,
+            names,
             np.concatenate([p.preferred_cost for p in parts]),
             np.concatenate([p.other_cost for p in parts]),
+            context_names,
         )
 
     def save(self, path):
@@ -177,6 +196,7 @@ class Pairs:
             names=np.array(self.names, dtype=str),
             preferred_cost=self.preferred_cost,
             other_cost=self.other_cost,
+            context_names=np.array(self.context_names, dtype=str),
         )
 
     @classmethod
@@ -193,6 +213,15 @@ class Pairs:
                 data["rater"], tuple(data["names"].tolist()),
                 # Files written before the costs were stored have none.
                 data.get("preferred_cost"), data.get("other_cost"),
+                tuple(data.get("context_names", np.array([], dtype=str)).tolist()),
             )
         except (KeyError, ValueError) as exc:
             raise FileFormatError(f"cannot read pairs from {path}: {exc}") from exc
+
+
+def _common_names(name_lists, what):
+    """The one non-empty name tuple of ``name_lists`` (``()`` if none)."""
+    known = {tuple(names) for names in name_lists if names}
+    if len(known) > 1:
+        raise PairsError(f"cannot concatenate pairs of different {what} names")
+    return known.pop() if known else ()

@@ -550,7 +550,8 @@ class PreferenceStore:
                 over the contexts, each shown in random A/B order.
             seed: seed of the draw and of the A/B order.
             context_names: names of the ``k`` context values (shown to raters;
-                default ``x0[0]``, ``x0[1]``, ...).
+                default: the candidates' own ``context_names``, or ``x0[0]``,
+                ``x0[1]``, ... where they have none).
 
         Returns:
             SessionInfo: with ``admin_token``, the owner's secret (shown once).
@@ -572,7 +573,7 @@ class PreferenceStore:
                 )
         k = candidates.context.shape[1]
         if context_names is None:
-            context_names = [f"x0[{i}]" for i in range(k)]
+            context_names = list(candidates.context_names) or [f"x0[{i}]" for i in range(k)]
         context_names = [str(c) for c in context_names]
         if len(context_names) != k:
             raise StoreError(

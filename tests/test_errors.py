@@ -207,6 +207,8 @@ def test_every_context_infeasible(toy_model, unchanged):
         (np.zeros((2, 3)), r"2 columns; got shape \(2, 3\)"),
         (np.zeros((0, 2)), r"got shape \(0, 2\)"),
         ([[0.1, math.nan]], "NaN or inf"),
+        ([["a", "b"]], r"contexts must hold numbers; got \[\['a', 'b'\]\]"),
+        ([{"demand": 1.0}], "contexts must hold numbers"),
     ],
 )
 def test_bad_contexts_at_sample(toy_model, unchanged, contexts, message):
@@ -222,6 +224,33 @@ def test_bad_per_context(toy_model, per_context):
     pref = add_component(toy_model)
     with pytest.raises(ModelError, match="per_context must be a positive integer"):
         pref.sample([CONTEXT], per_context=per_context)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"time_limit": 0}, "time_limit must be a number of seconds > 0 or None; got 0"),
+        ({"time_limit": -1.0}, "time_limit must be"),
+        ({"time_limit": "60"}, "time_limit must be"),
+        ({"bias_weight": "50"}, "bias_weight must be a finite number >= 0; got '50'"),
+        ({"seed": "x"}, "seed must be a non-negative integer or None; got 'x'"),
+        ({"seed": -3}, "seed must be"),
+        ({"seed": 1.5}, "seed must be"),
+    ],
+)
+def test_bad_sample_options(toy_model, unchanged, options, message):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(ModelError, match=message):
+        pref.sample([CONTEXT], per_context=2, **options)
+    check()
+
+
+def test_sample_takes_a_numpy_generator_as_seed(toy_model):
+    pref = add_component(toy_model)
+    by_generator = pref.sample([CONTEXT], per_context=4, seed=np.random.default_rng(3), **SAMPLE_OPTIONS)
+    by_integer = pref.sample([CONTEXT], per_context=4, seed=3, **SAMPLE_OPTIONS)
+    np.testing.assert_array_equal(by_generator.u, by_integer.u)
 
 
 # -------------------------------------------------------------- oracles, pairs
@@ -330,6 +359,26 @@ def test_pairs_of_another_component_with_as_many_decisions(toy_model, toy_pairs,
     assert not pref.is_fitted
 
 
+def test_pairs_and_candidates_of_context_params_in_another_order(toy_model, toy_pairs,
+                                                                 toy_candidates, unchanged):
+    m = toy_model
+    assert toy_candidates.context_names == toy_pairs.context_names == ("theta[0]", "theta[1]")
+    m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.theta[1], m.theta[0]],
+                                 progress=False)
+    check = unchanged(m)
+    swapped = r"context names differ: 'theta\[0\]' where 'theta\[1\]' was expected"
+    with pytest.raises(PairsError, match="contexts of other Params, or in another order.*" + swapped):
+        m.pref.fit(toy_pairs, seed=0, **FAST_FIT)
+    with pytest.raises(PairsError, match=swapped):
+        m.pref.ask(toy_candidates, n_pairs=5, oracle=lambda a, b: 0)
+    check()
+    assert not m.pref.is_fitted
+    # Pairs that name no context (built from arrays, older files) are taken as they are.
+    unnamed = Pairs(toy_pairs.context, toy_pairs.preferred, toy_pairs.other, names=toy_pairs.names)
+    m.pref.fit(unnamed[:40], seed=0, **FAST_FIT)
+    assert m.pref.is_fitted
+
+
 def test_pairs_of_another_context_length(toy_model, toy_pairs):
     pref = add_component(toy_model)
     wide = Pairs(np.hstack([toy_pairs.context, toy_pairs.context]), toy_pairs.preferred, toy_pairs.other)
@@ -435,14 +484,26 @@ def test_activate_before_fit(toy_model, unchanged):
     check()
 
 
-@pytest.mark.parametrize("context", [(0.3,), (0.3, 0.7, 0.1), 0.3, [[0.3, 0.7], [0.1, 0.2]], (0.3, math.inf)])
+@pytest.mark.parametrize("context", [(0.3,), (0.3, 0.7, 0.1), 0.3, [[0.3, 0.7], [0.1, 0.2]],
+                                     [[0.3, 0.7]], (0.3, math.inf), ("a", "b")])
 def test_context_of_the_wrong_size_at_activate(fitted_model, unchanged, context):
     m = fitted_model
     check = unchanged(m)
-    with pytest.raises(ContextError, match=r"pref: (a context is a sequence of 2 floats|context holds NaN or inf)"):
+    with pytest.raises(ContextError, match=r"pref: (a context is a sequence of 2 floats|"
+                                           r"context holds NaN or inf|a context must hold numbers)"):
         m.pref.activate(context)
     check()
     assert active_objective(m) is m.cost
+
+
+@pytest.mark.parametrize("option", ["tie_break", "span_penalty", "trust_region"])
+@pytest.mark.parametrize("value", ["x", -1.0, math.nan, True])
+def test_bad_activate_options(fitted_model, unchanged, option, value):
+    m = fitted_model
+    check = unchanged(m)
+    with pytest.raises(ModelError, match=f"{option} must be a number >= 0 or None"):
+        m.pref.activate(CONTEXT, **{option: value})
+    check()
 
 
 def test_context_of_the_wrong_size_while_active(fitted_model, unchanged):

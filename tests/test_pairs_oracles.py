@@ -151,6 +151,8 @@ class Terminal:
 
     def input(self, prompt):
         self.prompts.append(prompt)
+        if not self.replies:
+            raise EOFError  # as input() at the end of the input
         return self.replies.pop(0)
 
     def print(self, line=""):
@@ -204,6 +206,21 @@ def test_console_oracle_through_ask():
     assert list(pairs.rater) == ["alice"] * 3
 
 
+@pytest.mark.parametrize("ending", [(), ("q",)])
+def test_console_oracle_stops_at_q_or_end_of_input_keeping_the_answers(ending):
+    m = build_toy_model()
+    pref = add_component(m)
+    cands = pref.sample([[0.2, 0.1]], per_context=6, seed=0, bias_weight=50)
+    terminal = Terminal("A", "c", "b", *ending)
+    oracle = ConsoleOracle(input_function=terminal.input, print_function=terminal.print)
+    with pytest.warns(UserWarning, match=r"asking stopped .* after 3 of 5 questions; returning the 2 pairs"):
+        pairs = pref.ask(cands, n_pairs=5, oracle=oracle, seed=0)
+    assert len(pairs) == 2  # "c" is cannot tell, as in the web app
+    with pytest.raises(PairsError, match="asking stopped .* before any answer"):
+        pref.ask(cands, n_pairs=5, oracle=ConsoleOracle(input_function=Terminal("?").input,
+                                                        print_function=Terminal().print), seed=0)
+
+
 # ---------------------------------------------------------------------- Pairs
 def test_pairs_save_load_round_trip(tmp_path, toy_pairs):
     path = tmp_path / "pairs.npz"
@@ -230,6 +247,22 @@ def test_pairs_subset_and_concatenate(toy_pairs):
     assert len(joined) == 25
     np.testing.assert_array_equal(joined.preferred, toy_pairs.preferred[:25])
     assert joined.names == toy_pairs.names
+
+
+def test_context_names_survive_save_load_subset_and_concatenate(tmp_path, toy_pairs):
+    assert toy_pairs.context_names == ("theta[0]", "theta[1]")
+    toy_pairs.save(tmp_path / "pairs.npz")
+    assert Pairs.load(tmp_path / "pairs.npz").context_names == toy_pairs.context_names
+    unnamed = Pairs(toy_pairs.context[:3], toy_pairs.preferred[:3], toy_pairs.other[:3])
+    joined = Pairs.concatenate([unnamed, toy_pairs[3:6]])  # the known names are kept
+    assert joined.context_names == toy_pairs.context_names and joined.names == toy_pairs.names
+    other = Pairs(toy_pairs.context[:3], toy_pairs.preferred[:3], toy_pairs.other[:3],
+                  context_names=("a", "b"))
+    with pytest.raises(PairsError, match="different context names"):
+        Pairs.concatenate([other, toy_pairs[3:6]])
+    with pytest.raises(PairsError, match="2 context columns but 1 context names"):
+        Pairs(toy_pairs.context[:3], toy_pairs.preferred[:3], toy_pairs.other[:3],
+              context_names=("a",))
 
 
 def test_pairs_one_dimensional_context_is_a_column():

@@ -16,7 +16,8 @@ from conftest import (
     snapshot,
     solve,
 )
-from pyomo_prefobj import Candidates, FileFormatError, ModelError, Pairs, PreferenceObjective
+from pyomo_prefobj import (Candidates, ContextError, DecisionError, FileFormatError, ModelError, Pairs,
+                           PreferenceObjective)
 
 CONTEXTS = [(0.3, 0.7), (0.9, 0.1), (0.0, 0.0)]
 
@@ -197,6 +198,21 @@ def test_saved_objective_for_another_model(saved):
     assert snapshot(m) == before
 
 
+def test_saved_names_given_in_another_order_are_refused(saved):
+    _, path = saved
+    m = build_toy_model()
+    before = snapshot(m)
+    with pytest.raises(DecisionError, match=r"the saved ones in another order \('y\[0\]' where 'x\[0\]'"):
+        m.pref = PreferenceObjective.load(path, decisions=[m.y, m.x, m.n])
+    with pytest.raises(ContextError, match=r"in another order \('theta\[1\]' where 'theta\[0\]'"):
+        m.pref = PreferenceObjective.load(path, context=[m.theta[1], m.theta[0]])
+    with pytest.raises(FileFormatError, match="2 context values; this model gives 1 context Params"):
+        m.pref = PreferenceObjective.load(path, context=[m.theta[1]])
+    assert snapshot(m) == before
+    m.pref = PreferenceObjective.load(path, decisions=[m.x, m.y, m.n], context=[m.theta])
+    assert m.pref.is_fitted
+
+
 def test_wrong_pairs_files(tmp_path, saved):
     _, path = saved
     with pytest.raises(FileFormatError, match="is not a pairs file"):
@@ -237,6 +253,7 @@ def test_candidates_save_load_round_trip(tmp_path, toy_candidates):
     np.testing.assert_array_equal(loaded.nominal_cost, toy_candidates.nominal_cost)
     np.testing.assert_array_equal(loaded.group, toy_candidates.group)
     assert loaded.names == toy_candidates.names
+    assert loaded.context_names == toy_candidates.context_names == ("theta[0]", "theta[1]")
     data = path.read_bytes()
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(FileFormatError, match="cannot read candidates"):
