@@ -1,5 +1,6 @@
 """Versioned ``.npz`` files holding plain arrays only (no pickle on load)."""
 
+import os
 import zipfile
 
 import numpy as np
@@ -19,6 +20,8 @@ def read_npz(path, what):
         FileFormatError: ``path`` is missing, not an ``.npz`` archive, or
             corrupted; the message names ``what`` the file should hold.
     """
+    if not hasattr(path, "read") and not os.path.exists(path) and os.path.exists(f"{os.fspath(path)}.npz"):
+        path = f"{os.fspath(path)}.npz"  # saved under this name: numpy adds the suffix
     try:
         if hasattr(path, "read"):  # an open file
             start = path.tell()

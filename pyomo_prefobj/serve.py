@@ -31,12 +31,13 @@ reverse proxy) add ``--secure-cookies``. Any WSGI server can run
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from .candidates import Candidates
 from .errors import PreferenceObjectiveError
-from .store import SELECTORS, PreferenceStore, fingerprint
+from .store import SELECTORS, PreferenceStore, fingerprint, remove_sqlite_files, sqlite_path
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def build_parser():
         help="interface to listen on (default 127.0.0.1: this machine only; "
              "0.0.0.0 opens it to the network)",
     )
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=_port, default=8000, help="port, 1-65535 (default 8000)")
     parser.add_argument(
         "--secure-cookies", action="store_true",
         help="mark cookies Secure (when served over HTTPS)",
@@ -197,6 +198,17 @@ def build_parser():
         help="log every request and store action (request lines show link tokens)",
     )
     return parser
+
+
+def _port(text):
+    """argparse type of ``--port``: an integer from 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535; got {port}")
+    return port
 
 
 def _open_session(store, args, say):
@@ -244,6 +256,10 @@ def main(argv=None, out=None):
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    new_file = sqlite_path(args.db)
+    if new_file is not None and os.path.exists(new_file):
+        new_file = None
+    store = None
     try:
         store = PreferenceStore(args.db)
         session, admin_token = _open_session(store, args, say)
@@ -261,7 +277,14 @@ def main(argv=None, out=None):
             else:
                 links.append(store.add_rater(session, name))
                 existing.add(name.strip())
-    except PreferenceObjectiveError as exc:  # store, file format, pairs
+    except (PreferenceObjectiveError, SystemExit) as exc:  # store, file format, pairs
+        # A failed set-up leaves no new database behind.
+        if store is not None:
+            store.close()
+        if new_file is not None:
+            remove_sqlite_files(new_file)
+        if isinstance(exc, SystemExit):
+            raise
         raise SystemExit(f"error: {exc}") from exc
     session = store.session(session)
     say(f"session {session.name!r} (id {session.id}): {session.n_candidates} candidates, "

@@ -37,6 +37,7 @@ the other raters' majority on shared queries.
 
 import hashlib
 import logging
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -445,6 +446,25 @@ def _check_name(name, what):
 
 def _count_if(condition):
     return func.sum(case((condition, 1), else_=0))
+
+
+def sqlite_path(url):
+    """The file of an SQLite URL (``sqlite:///prefs.db`` -> ``prefs.db``);
+    ``None`` for another database, an in-memory one, or an unparsable URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def remove_sqlite_files(path):
+    """Delete an SQLite database file and its WAL and shared-memory files."""
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        if os.path.exists(name):
+            os.remove(name)
 
 
 def _engine_for(url, echo=False):
@@ -1253,8 +1273,13 @@ def load_pairs(url, session_id, raters=None):
 
     Raises:
         UnknownSessionError: no such session.
+        StoreError: ``url`` names an SQLite file that does not exist (none
+            is created).
         PairsError: the session has no A/B answers yet.
     """
+    path = sqlite_path(url)
+    if path is not None and not os.path.exists(path):
+        raise StoreError(f"no preference store at {url!r}: the file {path!r} does not exist")
     store = PreferenceStore(url)
     try:
         return store.export_pairs(session_id, raters=raters)

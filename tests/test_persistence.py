@@ -198,6 +198,19 @@ def test_saved_objective_for_another_model(saved):
     assert snapshot(m) == before
 
 
+def test_a_name_saved_without_the_npz_suffix_loads_as_given(fitted_model, toy_pairs, toy_candidates,
+                                                            tmp_path):
+    # numpy's savez adds ".npz" to a name without it; load takes the name given to save.
+    fitted_model.pref.save(tmp_path / "fit")
+    toy_pairs.save(tmp_path / "pairs")
+    toy_candidates.save(str(tmp_path / "candidates"))
+    m = build_toy_model()
+    m.pref = PreferenceObjective.load(tmp_path / "fit")
+    assert m.pref.is_fitted
+    assert len(Pairs.load(tmp_path / "pairs")) == len(toy_pairs)
+    assert len(Candidates.load(str(tmp_path / "candidates"))) == len(toy_candidates)
+
+
 def test_saved_names_given_in_another_order_are_refused(saved):
     _, path = saved
     m = build_toy_model()

@@ -33,7 +33,7 @@ from pyomo_prefobj import serve  # noqa: E402
 from conftest import random_candidates  # noqa: E402
 from pyomo_prefobj.pairs import Pairs  # noqa: E402
 from pyomo_prefobj.candidates import Candidate  # noqa: E402
-from pyomo_prefobj.store import PreferenceStore, Query, load_pairs  # noqa: E402
+from pyomo_prefobj.store import PreferenceStore, Query, StoreError, load_pairs  # noqa: E402
 from pyomo_prefobj.webapp import RATER_COOKIE, create_app, describe_query  # noqa: E402
 
 N_GROUPS, PER_GROUP, N_DECISIONS = 3, 4, 5
@@ -399,6 +399,36 @@ def test_serve_setup_creates_then_reopens_the_session(tmp_path, candidates, url)
     make_candidates(seed=5).save(path)  # other content under the same name
     with pytest.raises(SystemExit, match="holds other candidates"):
         serve.main(args, out=io.StringIO())
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "http"])
+def test_serve_refuses_a_port_out_of_range(capsys, port):
+    with pytest.raises(SystemExit) as exit_info:
+        serve.main(["--port", port])
+    assert exit_info.value.code == 2
+    assert "--port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--pairs", "0"], ["--context-name", "a", "--context-name", "b"],
+                                 ["--candidates-is-pairs"]])
+def test_failed_serve_setup_leaves_no_new_database(tmp_path, candidates, toy_pairs, bad):
+    db = tmp_path / "new.db"
+    path = tmp_path / "cands.npz"
+    if bad == ["--candidates-is-pairs"]:
+        toy_pairs.save(path)  # a pairs file given as candidates
+        bad = []
+    else:
+        candidates.save(path)
+    with pytest.raises(SystemExit, match="error"):
+        serve.main(["--db", f"sqlite:///{db}", "--candidates", str(path), "--setup-only", *bad],
+                   out=io.StringIO())
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_load_pairs_from_a_missing_sqlite_file_creates_none(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        load_pairs(f"sqlite:///{tmp_path / 'nosuch.db'}", "cands")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ----------------------------------------------------------------------
