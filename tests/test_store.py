@@ -1,5 +1,6 @@
 """Tests of the answer store (pyomo_prefobj.store) and Candidates.save/load."""
 
+import dataclasses
 import sqlite3
 import threading
 
@@ -122,6 +123,14 @@ def test_session_stores_candidates_exactly(url, session, candidates):
     for name in ("u", "context", "nominal_cost", "group"):
         np.testing.assert_array_equal(getattr(stored, name), getattr(candidates, name))
     assert stored.names == candidates.names
+
+
+def test_session_names_the_context_as_the_candidates_do(store, candidates):
+    named = dataclasses.replace(candidates, context_names=("demand",))
+    assert store.create_session(named, "named").context_names == ("demand",)
+    assert store.create_session(candidates, "unnamed").context_names == ("x0[0]",)
+    chosen = store.create_session(named, "chosen", context_names=["load"])
+    assert chosen.context_names == ("load",)
 
 
 def test_session_errors(store, session, candidates):
