@@ -23,7 +23,7 @@ import threading
 import numpy as np
 
 from .candidates import Candidates
-from .errors import LearningError, NotFittedError, PairsError
+from .errors import LearningError, NotFittedError, PairsError, StopAsking, warn_user
 from .learning import PreferenceLearner
 from .oracles import _normalize_answer, draw_pairs
 from .pairs import Pairs
@@ -197,7 +197,9 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
             ensemble members (e.g. ``max_epochs``).
 
     Returns:
-        Pairs: the answered pairs, preferred first, in the order asked.
+        Pairs: the answered pairs, preferred first, in the order asked (as
+        with ``ask``, fewer than ``n_pairs`` when the oracle cannot tell some
+        apart or raises :class:`~pyomo_prefobj.errors.StopAsking`).
     """
     if not isinstance(candidates, Candidates):
         raise PairsError(f"ask_active needs a Candidates set; got {type(candidates).__name__}")
@@ -219,8 +221,9 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
             i, j = pool[position]
             if rng.random() < 0.5:
                 i, j = j, i
+            answer = oracle(candidates[i], candidates[j])  # StopAsking ends the loop below
             asked[position] = True
-            answer = _normalize_answer(oracle(candidates[i], candidates[j]), oracle)
+            answer = _normalize_answer(answer, oracle)
             if answer is not None:
                 rows.append((i, j) if answer == 0 else (j, i))
             bar.update(1)
@@ -249,6 +252,12 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
                 candidates, pool[open_positions, 0], pool[open_positions, 1]
             )
             put(open_positions[spread_batch(pool[open_positions], score, take)])
+    except StopAsking as stop:
+        if not rows:
+            raise PairsError(f"asking stopped ({stop}) before any answer; no pairs to "
+                             "learn from") from None
+        warn_user(f"asking stopped ({stop}) after {int(asked.sum())} of "
+                  f"{min(n_pairs, len(pool))} questions; returning the {len(rows)} pairs answered")
     finally:
         bar.close()
     if not rows:

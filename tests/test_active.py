@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_FIT
-from pyomo_prefobj import active
+from pyomo_prefobj import StopAsking, active
 from pyomo_prefobj.active import ActiveSelector, EnsembleLearner, ask_active, most_disputed
 from pyomo_prefobj.learning import PreferenceLearner
 from pyomo_prefobj.oracles import ask
@@ -143,6 +143,22 @@ def test_top_asks_only_about_pairs_with_a_leading_candidate(tiny_split, tiny_use
             assert mask[row[tuple(a.u.tolist())]] or mask[row[tuple(b.u.tolist())]]
     with pytest.raises(ValueError, match="top must be a positive integer"):
         ask_active(pool, 30, recording, top=0, progress=False, **LEARNER)
+
+
+def test_an_oracle_that_stops_keeps_the_answers_so_far(tiny_split, tiny_user):
+    pool, _ = tiny_split
+    oracle, calls = tiny_user.oracle(), []
+
+    def stops_after_15(a, b):
+        if len(calls) == 15:
+            raise StopAsking("enough")
+        calls.append(1)
+        return oracle(a, b)
+
+    with pytest.warns(UserWarning, match=r"asking stopped \(enough\) after 15 of 30 questions"):
+        pairs = ask_active(pool, 30, stops_after_15, initial=10, batch=10, n_members=3, seed=0,
+                           progress=False, **LEARNER)
+    assert 0 < len(pairs) <= 15
 
 
 def test_spread_batch_fills_up_when_candidates_run_out():
