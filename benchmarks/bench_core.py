@@ -3,7 +3,7 @@
 Prints:
 
 1. Sampling: solves per second, and the time of one biased solve through
-   the component (Pyomo's persistent SCIP interface) over a bare PySCIPOpt
+   the component (its own PySCIPOpt session, ``pyomo_prefobj.solver``) over a bare PySCIPOpt
    solve of the same biased problem (same formulation, same targets,
    model built once, only the objective changed). Target: <= 1.3x.
    For reference, the same solves through Pyomo's ``scip_persistent`` with

@@ -36,10 +36,13 @@ from examples.covid19.experiment import recommended_settings, run_experiment  # 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=448)
-    parser.add_argument("--flip", type=float, default=0.1)
-    parser.add_argument("--eval-contexts", type=int, default=52)
-    parser.add_argument("--span-penalty", type=float, default=None)
+    parser.add_argument("--pairs", type=int, default=448, help="pairs asked (default 448)")
+    parser.add_argument("--flip", type=float, default=0.1,
+                        help="fraction of flipped answers (default 0.1)")
+    parser.add_argument("--eval-contexts", type=int, default=52,
+                        help="evaluation contexts (default 52)")
+    parser.add_argument("--span-penalty", type=float, default=None,
+                        help="activate with this span penalty (default: none)")
     args = parser.parse_args()
     settings = recommended_settings(
         pairs=(args.pairs,), flips=(args.flip,), seeds=(0,), eval_contexts=args.eval_contexts,

@@ -23,9 +23,9 @@ import threading
 import numpy as np
 
 from .candidates import Candidates
-from .errors import LearningError, NotFittedError, PairsError, StopAsking, warn_user
+from .errors import LearningError, NotFittedError, PairsError, StopAsking
 from .learning import PreferenceLearner
-from .oracles import _normalize_answer, draw_pairs
+from .oracles import _normalize_answer, draw_pairs, stopped
 from .pairs import Pairs
 from .progress import progress_bar
 
@@ -253,11 +253,7 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
             )
             put(open_positions[spread_batch(pool[open_positions], score, take)])
     except StopAsking as stop:
-        if not rows:
-            raise PairsError(f"asking stopped ({stop}) before any answer; no pairs to "
-                             "learn from") from None
-        warn_user(f"asking stopped ({stop}) after {int(asked.sum())} of "
-                  f"{min(n_pairs, len(pool))} questions; returning the {len(rows)} pairs answered")
+        stopped(stop, int(asked.sum()), min(n_pairs, len(pool)), len(rows))
     finally:
         bar.close()
     if not rows:

@@ -256,7 +256,8 @@ def _check_positive(name, value, integer=False, allow_zero=False):
     if (not ok or isinstance(value, bool) or not np.isfinite(value) or value < 0
             or (value == 0 and not allow_zero)):
         kind = "integer" if integer else "number"
-        raise LearningError(f"{name} must be a positive {kind}; got {value!r}")
+        rule = f"{'an integer' if integer else 'a number'} >= 0" if allow_zero else f"a positive {kind}"
+        raise LearningError(f"{name} must be {rule}; got {value!r}")
 
 
 class PreferenceLearner:

@@ -128,6 +128,15 @@ class ConsoleOracle:
             show(f"'{reply}' is not an answer: type A, B, ? (cannot tell) or q (stop)")
 
 
+def stopped(stop, asked, planned, answered):
+    """After an oracle's :class:`StopAsking`: warn, or PairsError when nothing
+    was answered yet."""
+    if not answered:
+        raise PairsError(f"asking stopped ({stop}) before any answer; no pairs to learn from") from None
+    warn_user(f"asking stopped ({stop}) after {asked} of {planned} questions; "
+              f"returning the {answered} pairs answered")
+
+
 #: What to change when sampling gives too few distinct candidates.
 SAMPLE_MORE = (
     "raise sample()'s bias_weight, or its bias_width: a binary or integer "
@@ -215,11 +224,7 @@ def ask(candidates, n_pairs, oracle, seed=None, progress=True, rater=""):
         try:
             answer = oracle(candidates[first], candidates[second])
         except StopAsking as stop:
-            if not rows:
-                raise PairsError(f"asking stopped ({stop}) before any answer; no pairs to "
-                                 "learn from") from None
-            warn_user(f"asking stopped ({stop}) after {asked} of {len(chosen)} questions; "
-                      f"returning the {len(rows)} pairs answered")
+            stopped(stop, asked, len(chosen), len(rows))
             break
         asked += 1
         answer = _normalize_answer(answer, oracle)

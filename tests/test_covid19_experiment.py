@@ -155,6 +155,36 @@ def test_sampling_scip_options_come_from_the_command_line(argv, sampling):
     assert pref._solver_options == {**sampling, "limits/gap": settings.sample_gap}
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--scip-option", "nosuch/param=1"], "scip_options: SCIP has no parameter 'nosuch/param'"),
+    (["--scip-option", "limits/gap=abc"], "SCIP refuses limits/gap='abc'"),
+    (["--sample-scip-option", "nosuch/param=1"], "sample_options: SCIP has no parameter"),
+    (["--gap", "1e-4", "--scip-option", "limits/gap=1e-3"], "give the gap once, as solve_gap"),
+    (["--sample-scip-option", "limits/gap=0.5"], "on the command line: --sample-gap"),
+    (["--gap", "-1"], "solve_gap must be a number >= 0"),
+    (["--gap", "nan"], "solve_gap must be a number >= 0"),
+    (["--time-limit", "0"], "solve_time_limit must be a number of seconds > 0"),
+    (["--best-time-limit", "-1"], "best_time_limit must be a number of seconds > 0"),
+    (["--fit-option", "min_epochs=5"], "fit option 'min_epochs' has a setting of its own"),
+    (["--min-epochs", "-3"], "min_epochs must be an integer >= 0"),
+    (["--json", "/proc/covid.json"], "cannot write /proc/covid.json: no file can be made in /proc"),
+])
+def test_bad_settings_end_the_command_before_any_work(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_as_the_json_path_is_refused(tmp_path, capsys):
+    assert main(["--json", str(tmp_path)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+    experiment.check_output_paths(str(tmp_path / "new" / "folder" / "run.json"), None)  # made later
+
+
+def test_sampling_gap_comes_from_the_command_line():
+    assert settings_from_args(_parser().parse_args([])).sample_gap == 0.01
+    assert settings_from_args(_parser().parse_args(["--sample-gap", "0.001"])).sample_gap == 0.001
+
+
 @pytest.mark.parametrize("argv, warm_start", [
     ([], True), (["--no-warm-start"], False), (["--paper-settings"], False),
     (["--sweep", "--warm-start"], True),

@@ -100,6 +100,17 @@ def test_budgets_must_be_multiples_of_the_batch():
     assert people.main(["active", "--budgets", "50", "--batch", "28"]) == 2
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["raters", "--pairs", "5"], "--pairs must be at least 6, one answer per simulated rater"),
+    (["raters", "--aggregated-option", "nosuch=1"], "unknown fit option"),
+    (["active", "--members", "1"], "--members must be at least 2"),
+    (["raters", "--json", "/proc/raters.json"], "cannot write /proc/raters.json"),
+])
+def test_bad_options_end_the_command_before_sampling(argv, message, capsys):
+    assert people.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_pairs_needed_is_the_first_budget_reaching_the_target():
     assert people.pairs_needed((56, 112, 224), [40.0, 49.7, 49.0], 49.7) == 112
     assert people.pairs_needed((56, 112, 224), [50.0, 20.0, 20.0], 49.7) == 56

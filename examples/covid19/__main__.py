@@ -30,11 +30,13 @@ def _parser():
                            "sweep: 0 0.1 0.2 0.3)")
     grid.add_argument("--seeds", type=experiment.positive_int, default=None, metavar="K",
                       help="number of seeds, run as 0..K-1 (default 1; sweep: 7)")
-    grid.add_argument("--first-seed", type=int, default=0, metavar="S",
+    grid.add_argument("--first-seed", type=experiment.non_negative_int, default=0, metavar="S",
                       help="first seed (default 0)")
     grid.add_argument("--sweep", action="store_true",
                       help="the paper's grid: pairs {448, 896, 1344} x flipped "
-                           "{0, 10, 20, 30}%%, 7 seeds (--pairs/--flip/--seeds override)")
+                           "{0, 10, 20, 30}%%, 7 seeds, --pair-coverage 2, with the "
+                           "paper's training, SCIP's defaults and no warm start "
+                           "(--pairs/--flip/--seeds and the others override)")
     protocol = parser.add_argument_group("protocol")
     protocol.add_argument("--train-contexts", type=experiment.positive_int, default=26, metavar="M",
                           help="training contexts evenly spaced in [0, 1] (default 26)")
@@ -52,11 +54,14 @@ def _parser():
     protocol.add_argument("--bias-width", type=float, default=1.0, metavar="W",
                           help="half-width of the random bias targets, relative to "
                                "each decision's scale (default 1)")
+    protocol.add_argument("--sample-gap", type=float, default=0.01, metavar="G",
+                          help="SCIP relative gap of the sampling solves (default 0.01); "
+                               "it changes which decisions are sampled")
     protocol.add_argument("--sample-scip-option", action="append", default=[], metavar="KEY=VALUE",
                           type=experiment.key_value,
-                          help="a SCIP parameter of the sampling solves (repeatable; "
-                               "default: SCIP's own, gap 0.01); it changes which decisions "
-                               "are sampled")
+                          help="another SCIP parameter of the sampling solves (repeatable; "
+                               "default: SCIP's own; the gap is --sample-gap); it changes "
+                               "which decisions are sampled")
     learning = parser.add_argument_group("learning")
     learning.add_argument("--loss", default=None,
                           help="ranking loss of fit: hinge (the paper's), logistic, flip "
@@ -74,9 +79,10 @@ def _parser():
                           help="PCA coordinates of the learned objective (default 30)")
     learning.add_argument("--fit-option", action="append", default=[], metavar="KEY=VALUE",
                           type=experiment.key_value,
-                          help="another PreferenceLearner hyperparameter, e.g. l2=0.01 or "
-                               "hidden_layers=5, (repeatable; VALUE read as int, float or "
-                               "string, a comma-separated VALUE as a tuple)")
+                          help="another PreferenceLearner hyperparameter, e.g. l2=0.01 "
+                               "(repeatable; VALUE read as int, float or string, a VALUE "
+                               "with commas as a tuple: hidden_layers=20,20 or, for one "
+                               "layer, hidden_layers=5, with its trailing comma)")
     learning.add_argument("--trust-region", type=float, default=None, metavar="T",
                           help="keep the surrogate's solution within the PCA range of the "
                                "sampled decisions, widened by T of that range per side "
@@ -92,11 +98,11 @@ def _parser():
     solving = parser.add_argument_group("solving and baselines")
     solving.add_argument("--gap", type=float, default=None, metavar="G",
                          help="SCIP relative gap of the evaluation solves (default: "
-                              "SCIP's own, 0)")
+                              "SCIP's own, 0; not also as --scip-option limits/gap)")
     solving.add_argument("--scip-option", action="append", default=[], metavar="KEY=VALUE",
                          type=experiment.key_value,
                          help="a SCIP parameter of the evaluation solves, e.g. "
-                              "limits/gap=1e-4 (repeatable); added to "
+                              "presolving/maxrestarts=0 (repeatable); added to "
                               "pyomo_prefobj.SCIP_OPTIONS, which the recommended "
                               "training uses (--sweep and --paper-settings: SCIP's defaults)")
     solving.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
@@ -150,6 +156,7 @@ def settings_from_args(args):
         pair_coverage=coverage,
         bias_weight=args.bias_weight,
         bias_width=args.bias_width,
+        sample_gap=args.sample_gap,
         sample_options=sample_options,
         n_components=args.components,
         loss=loss,
@@ -177,6 +184,7 @@ def main(argv=None):
     experiment.configure_logging(args.verbose)
     try:
         settings = settings_from_args(args)
+        experiment.check_output_paths(args.json, args.figure)
     except ValueError as exc:
         print(f"python -m examples.covid19: {exc}", file=sys.stderr)
         return 2

@@ -235,7 +235,37 @@ class ExperimentSettings:
         for name, option in self.activation.items():
             if option is not None and not option >= 0:
                 raise ValueError(f"ExperimentSettings.{name} must be >= 0; got {option}")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError(f"ExperimentSettings.seeds must be >= 0; got {self.seeds}")
+        for name in ("sample_gap", "solve_gap"):
+            gap = getattr(self, name)
+            if gap is not None and not (math.isfinite(gap) and gap >= 0):
+                raise ValueError(f"ExperimentSettings.{name} must be a number >= 0; got {gap}")
+        for name in ("sample_time_limit", "solve_time_limit", "best_time_limit"):
+            limit = getattr(self, name)
+            if not (math.isfinite(limit) and limit > 0):
+                raise ValueError(f"ExperimentSettings.{name} must be a number of seconds > 0; "
+                                 f"got {limit}")
+        # The gap has its own setting; a second one among the SCIP options
+        # would be overridden by it without a word.
+        for options, gap, name in ((self.sample_options, "sample_gap", "sample_options"),
+                                   (self.scip_options, "solve_gap", "scip_options")):
+            if "limits/gap" in options and getattr(self, gap) is not None:
+                raise ValueError(
+                    f"ExperimentSettings.{name} sets limits/gap, which {gap} sets "
+                    f"({getattr(self, gap)}); give the gap once, as {gap} (on the command "
+                    f"line: {GAP_OPTIONS[gap]})"
+                )
+        check_scip_options(self.sample_options, "sample_options")
+        check_scip_options(self.scip_options, "scip_options")
         # Before hours of sampling, not after: the fit's own checks.
+        fixed = {"n_components", "loss", "min_epochs", "max_epochs"} & set(self.fit_options)
+        if fixed:
+            raise ValueError(
+                f"fit option {sorted(fixed)[0]!r} has a setting of its own; set it there "
+                "(on the command line: --components, --loss, --min-epochs, --max-epochs), "
+                "not among the fit options"
+            )
         try:
             learner = PreferenceLearner(
                 n_components=self.n_components, loss=self.loss, min_epochs=self.min_epochs,
@@ -262,6 +292,33 @@ class ExperimentSettings:
         if self.per_context is not None:
             return int(self.per_context)
         return candidates_per_context(max(self.pairs), self.train_contexts, self.pair_coverage)
+
+
+#: Where each gap of :class:`ExperimentSettings` is set on the command line.
+GAP_OPTIONS = {"sample_gap": "--sample-gap", "solve_gap": "--gap"}
+
+
+def check_scip_options(options, name):
+    """ValueError unless SCIP knows each parameter of ``options`` and takes its value.
+
+    Checked on an empty SCIP model, before any work, so that a typo does not
+    end a long run in its first solve.
+    """
+    if not options:
+        return
+    import pyscipopt
+
+    model = pyscipopt.Model()
+    model.hideOutput()
+    for key, value in options.items():
+        try:
+            model.getParam(key)
+        except (KeyError, LookupError):
+            raise ValueError(f"{name}: SCIP has no parameter {key!r}") from None
+        try:
+            model.setParam(key, value)
+        except Exception as exc:  # SCIP's own errors are plain exceptions of several kinds
+            raise ValueError(f"{name}: SCIP refuses {key}={value!r} ({exc})") from None
 
 
 #: Training the documentation recommends (docs/results.md): it avoids the
@@ -569,19 +626,52 @@ def given(value, default):
     return default if value is None else value
 
 
-def positive_int(text):
-    """Parse a command-line integer >= 1.
+def _int_at_least(text, low):
+    """Parse a command-line integer >= ``low``.
 
     Raises:
-        argparse.ArgumentTypeError: ``text`` is not an integer >= 1.
+        argparse.ArgumentTypeError: ``text`` is not such an integer.
     """
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
     return value
+
+
+def positive_int(text):
+    """Parse a command-line integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text):
+    """Parse a command-line integer >= 0 (a seed)."""
+    return _int_at_least(text, 0)
+
+
+def check_output_paths(*paths):
+    """ValueError unless each given path can be written, checked before the run.
+
+    A missing folder is fine (it is created when the file is written); a
+    path that is a folder, or under one that cannot be created or written,
+    is not.
+    """
+    for path in paths:
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise ValueError(f"cannot write {path}: it is a folder")
+        folder = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        try:  # a file made and removed at once: the one test that holds everywhere
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot write {path}: no file can be made in {folder} "
+                             f"({exc.strerror})") from None
 
 
 def worker_count(text):
@@ -1286,7 +1376,8 @@ def plot_figure(result, path, cells=None):
             ax.set_ylabel(label)
             ax.set_title(
                 f"{n_pairs} pairs, {round(100 * flip)}% flipped "
-                f"({len(cell.runs)} seeds, {cell.mean_wins:.1f} wins)",
+                f"({len(cell.runs)} seed{'s' if len(cell.runs) != 1 else ''}, "
+                f"{cell.mean_wins:.1f} wins)",
                 fontsize=10,
             )
             ax.grid(alpha=0.3)

@@ -507,7 +507,7 @@ def format_active(result):
         target = float(gains["random"][-1])
         needed_gain = pairs_needed(result.budgets, gains["active"], target)
         lines.append(f"Target: the mean captured gain of {result.budgets[-1]} random pairs, "
-                     f"{target:.3f}; active reaches it with {show(needed_gain)}.")
+                     f"{target:.3f}; active: {show(needed_gain)}.")
         lines.append(_half_the_pairs_verdict(result, needed_gain, "captured gain"))
     asking = ", ".join(f"seed {s}: {v:.0f}s" for s, v in result.ask_seconds.items())
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
@@ -865,7 +865,7 @@ def _parser():
                              f"{QUICK['rater_pairs']}); explicit options override")
     parser.add_argument("--seeds", type=experiment.positive_int, default=1, metavar="K",
                         help="number of seeds, run as S..S+K-1 (default 1)")
-    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+    parser.add_argument("--first-seed", type=experiment.non_negative_int, default=0, metavar="S",
                         help="first seed (default 0)")
     parser.add_argument("--train-contexts", type=experiment.positive_int, default=None, metavar="M",
                         help="training contexts (default 26)")
@@ -957,6 +957,15 @@ def main(argv=None):
         settings, options = settings_from_args(args)
         if args.measurement == "active":
             _check_budgets(options["budgets"], options["batch"])
+            if options["n_members"] < 2:
+                raise ValueError(f"--members must be at least 2 (an ensemble); got {options['n_members']}")
+        else:
+            if options["n_pairs"] < len(RATERS):
+                raise ValueError(f"--pairs must be at least {len(RATERS)}, one answer per simulated "
+                                 f"rater; got {options['n_pairs']}")
+            for variant in options["variants"]:
+                _with_options(settings, variant)  # a bad --aggregated-option fails here
+        experiment.check_output_paths(args.json, args.figure)
     except ValueError as exc:
         print(f"python -m examples.covid19.people: {exc}", file=sys.stderr)
         return 2
