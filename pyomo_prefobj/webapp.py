@@ -21,8 +21,9 @@ JSON API (rater token from the cookie or ``Authorization: Bearer T``):
   ``cant_tell``), as JSON or form fields.
 * ``GET /api/answers``: this rater's own answers (never anyone else's).
 * ``GET /api/admin/progress``, ``GET /api/admin/agreement``,
-  ``POST /api/admin/raters`` (``name``), ``GET /admin/export.npz[?rater=NAME]``:
-  admin token from the admin cookie or ``Authorization: Bearer T``.
+  ``POST /api/admin/raters`` (``name``), ``GET /admin/export.npz[?rater=NAME]``
+  (an empty NAME: every rater): admin token from the admin cookie or
+  ``Authorization: Bearer T``.
 
 A selector with a ``notify(answer, rater=...)`` method (such as
 :class:`~pyomo_prefobj.active.ActiveSelector`) is told of every stored
@@ -462,7 +463,7 @@ def create_app(store, selector=None, max_rows=40, tolerance=1e-6, secure_cookies
     @app.get("/admin/export.npz")
     def export():
         session = current_admin()
-        rater = request.args.get("rater")
+        rater = request.args.get("rater") or None  # ?rater= (empty): every rater
         pairs = store.export_pairs(session, raters=rater)
         buffer = io.BytesIO()
         pairs.save(buffer)

@@ -336,6 +336,8 @@ def test_admin_progress_export_and_new_raters(app, store, session, alice, bob):
     assert exported.rater.tolist() == expected.rater.tolist() and exported.names == session.names
     only_bob = Pairs.load(io.BytesIO(admin.get("/admin/export.npz?rater=bob").data))
     assert only_bob.rater.tolist() == ["bob"]
+    everyone = Pairs.load(io.BytesIO(admin.get("/admin/export.npz?rater=").data))  # empty: all
+    assert everyone.rater.tolist() == expected.rater.tolist()
     created = admin.post("/api/admin/raters", json={"name": "carol"})
     assert created.status_code == 201
     carol = created.get_json()
