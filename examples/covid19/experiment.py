@@ -56,6 +56,7 @@ solve stopped by a time limit would not be, and is reported.)
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -1009,6 +1010,31 @@ def surrogate_solutions(path, x0_values, time_limit=120.0, gap=None, activation=
     return _solutions(rows, x0_values)
 
 
+def evaluate_fits(runner, paths, x0_values, settings):
+    """Solve each saved fit in ``paths`` at every context of ``x0_values``.
+
+    One task per fit and chunk of contexts, with the solver settings of
+    ``settings`` (gap, time limit, SCIP options, activation, warm start).
+
+    Returns:
+        list of ContextSolutions, one per path, in order.
+    """
+    chunks = _chunks(x0_values)
+    solve = functools.partial(
+        surrogate_solutions,
+        time_limit=settings.solve_time_limit,
+        gap=settings.solve_gap,
+        activation=settings.activation,
+        options=dict(settings.scip_options),
+        warm_start=settings.warm_start,
+    )
+    solved = runner("solving", [(solve, (path, chunk)) for path in paths for chunk in chunks])
+    return [
+        ContextSolutions.concatenate(solved[k * len(chunks): (k + 1) * len(chunks)])
+        for k in range(len(paths))
+    ]
+
+
 def best_solution(x0, time_limit):
     """``phi_best`` at ``x0`` (:func:`examples.covid19.best.best_composite`)."""
     from examples.covid19 import best
@@ -1198,20 +1224,12 @@ def run_experiment(settings=None):
             (fit_configuration, (candidates[seed], seed, n_pairs, flip, settings, path))
             for (seed, n_pairs, flip), path in zip(runs, paths)
         ])
-        solved = runner("solving", [
-            (surrogate_solutions,
-             (path, chunk, limit, gap, settings.activation, options, None, settings.warm_start))
-            for path in paths
-            for chunk in eval_chunks
-        ])
+        surrogates = evaluate_fits(runner, paths, eval_x0, settings)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     cells = {cell: CellResult(cell[0], cell[1], []) for cell in settings.cells}
-    for r, ((seed, n_pairs, flip), fit) in enumerate(zip(runs, fits)):
-        surrogate = ContextSolutions.concatenate(
-            solved[r * len(eval_chunks): (r + 1) * len(eval_chunks)]
-        )
+    for (seed, n_pairs, flip), fit, surrogate in zip(runs, fits, surrogates):
         seconds = dict(fit["seconds"])
         seconds["solve"] = float(np.sum(surrogate.seconds))
         cells[(n_pairs, flip)].runs.append(SeedRun(

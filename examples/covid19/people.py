@@ -179,22 +179,6 @@ def fit_pairs(candidates, pairs, seed, settings, path, loss=None):
     }
 
 
-def _evaluate(runner, paths, eval_x0, settings):
-    """Surrogate solutions of each saved fit in ``paths``, in order."""
-    chunks = experiment._chunks(eval_x0)
-    solved = runner("solving", [
-        (experiment.surrogate_solutions,
-         (path, chunk, settings.solve_time_limit, settings.solve_gap,
-          settings.activation, settings.scip_options, None, settings.warm_start))
-        for path in paths
-        for chunk in chunks
-    ])
-    return [
-        experiment.ContextSolutions.concatenate(solved[k * len(chunks): (k + 1) * len(chunks)])
-        for k in range(len(paths))
-    ]
-
-
 def _nominal(runner, eval_x0, settings):
     solved = runner("nominal", [
         (experiment.nominal_solutions, (chunk, settings.solve_time_limit, settings.solve_gap))
@@ -425,7 +409,7 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
                 prefix = active["pairs"].subset(np.arange(active["answered"][budget]))
                 tasks.append((fit_pairs, (candidates[seed], prefix, seed, settings, path)))
         fits = runner("fitting", tasks)
-        solutions = _evaluate(runner, paths, eval_x0, settings)
+        solutions = experiment.evaluate_fits(runner, paths, eval_x0, settings)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -774,7 +758,7 @@ def run_raters(settings, n_pairs=RATER_PAIRS, raters=RATERS, variants=()):
                           tuple(raters), arms[k][1]))
             for (seed, k), path in zip(runs, paths)
         ])
-        solutions = _evaluate(runner, paths, eval_x0, settings)
+        solutions = experiment.evaluate_fits(runner, paths, eval_x0, settings)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
