@@ -110,6 +110,32 @@ def _first_difference(found, expected):
     return f"{len(found)} names where {len(expected)} were expected"
 
 
+def _check_item(item, ctype, what, error):
+    """``error`` unless ``item`` is a component (or element) of ``ctype``;
+    a Param must be mutable (its elements are plain numbers otherwise)."""
+    if getattr(item, "ctype", None) is not ctype:
+        raise error(
+            f"PreferenceObjective: {what} must be Pyomo {ctype.__name__} "
+            f"components or their elements; got {_describe(item)} ({type(item).__name__})"
+        )
+    if ctype is pyo.Param and not item.parent_component().mutable:
+        raise error(
+            f"PreferenceObjective: context Param {item.parent_component().name!r} is not "
+            "mutable; declare it with Param(mutable=True)"
+        )
+
+
+def _check_arguments(decisions, context):
+    """What can be checked of the arguments before the block joins a model
+    (names need the model): a failed check then leaves the model as it was,
+    also where the assignment would replace a component of the same name."""
+    for items, ctype, what, error in ((decisions, pyo.Var, "decisions", DecisionError),
+                                      (context, pyo.Param, "context", ContextError)):
+        for item in _as_list(items):
+            if not isinstance(item, str):
+                _check_item(item, ctype, what, error)
+
+
 def _flatten(items, model, ctype, what, error):
     """Flatten components / component data of ``ctype`` into a list of data."""
     flat = []
@@ -119,11 +145,7 @@ def _flatten(items, model, ctype, what, error):
             if found is None:
                 raise error(f"PreferenceObjective: no {what} named {item!r} on the model")
             item = found
-        if getattr(item, "ctype", None) is not ctype:
-            raise error(
-                f"PreferenceObjective: {what} must be Pyomo {ctype.__name__} "
-                f"components or their elements; got {_describe(item)} ({type(item).__name__})"
-            )
+        _check_item(item, ctype, what, error)
         flat.extend(item.values() if item.is_indexed() else [item])
     seen = set()
     for data in flat:
@@ -165,6 +187,25 @@ class PreferenceObjectiveData(BlockData):
                 parent.del_component(self)
             raise
 
+    def __setattr__(self, name, value):
+        # Pyomo's del_component (also when an assignment replaces the block)
+        # clears _parent; the nominal objective and the context must not stay
+        # as the learned objective left them.
+        if name == "_parent" and value is None and self.__dict__.get("_parent") is not None:
+            self._restore_before_removal()
+        super().__setattr__(name, value)
+
+    def _restore_before_removal(self):
+        if "_links" not in self.__dict__ or not self._is_learned_active():
+            return
+        nominal = self._links["nominal"]
+        self.deactivate()
+        warn_user(
+            f"{self.name} was removed from the model while its learned objective "
+            f"was active; the nominal objective {nominal.name!r} and the context "
+            "values are restored"
+        )
+
     def _build(self, decisions, context, formulation, progress, solver_options, saved):
         model = self.model()
         if saved is not None:
@@ -181,12 +222,6 @@ class PreferenceObjectiveData(BlockData):
                 "got an empty decisions list"
             )
         params = _flatten(context, model, pyo.Param, "context", ContextError)
-        for param in params:
-            if not param.parent_component().mutable:
-                raise ContextError(
-                    f"PreferenceObjective: context Param {param.name!r} is not "
-                    "mutable; declare it with Param(mutable=True)"
-                )
         if formulation not in FORMULATIONS:
             raise ModelError(
                 f"PreferenceObjective: formulation must be one of {FORMULATIONS}; "
@@ -1025,3 +1060,15 @@ def _keyword_arguments_only(self, *args, **kwargs):
 # Positional arguments make Pyomo build the indexed variant; refuse it before
 # it is added to the model, so a failed assignment leaves nothing behind.
 PreferenceObjective._indexed_custom_block.__init__ = _keyword_arguments_only  # noqa: F821
+
+_scalar_init = PreferenceObjective._scalar_custom_block.__init__  # noqa: F821
+
+
+def _checked_init(self, *args, decisions=None, context=(), **kwargs):
+    """Check the arguments before Pyomo adds the block: an assignment that
+    would replace a component of the same name fails before deleting it."""
+    _check_arguments(decisions, context)
+    _scalar_init(self, *args, decisions=decisions, context=context, **kwargs)
+
+
+PreferenceObjective._scalar_custom_block.__init__ = _checked_init  # noqa: F821

@@ -64,14 +64,17 @@ class StopAsking(Exception):
     """
 
 
+_INTERNAL = ("pyomo_prefobj.", "pyomo.")  # Pyomo's frames too: its block calls ours
+
+
 def warn_user(message, category=UserWarning):
     """``warnings.warn`` at the first caller outside pyomo_prefobj.
 
     A warning raised several calls deep (``m.pref.ask`` -> ``oracles.ask``
     -> ``draw_pairs``) then names the user's line, whichever public
-    function it came through.
+    function (or Pyomo method calling the component) it came through.
     """
     frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("pyomo_prefobj."):
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(_INTERNAL):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

@@ -133,9 +133,9 @@ def snapshot(m):
         "active_objectives": sorted(
             o.name for o in m.component_data_objects(pyo.Objective, active=True, descend_into=True)
         ),
-        "params": {
-            p.name: pyo.value(p)
-            for p in m.component_data_objects(pyo.Param, descend_into=False)
+        "params": {  # elements of an immutable indexed Param are plain numbers
+            p.name: {k: pyo.value(v) for k, v in p.items()}
+            for p in m.component_objects(pyo.Param, descend_into=False)
         },
         "vars": {v.name: v.value for v in m.component_data_objects(pyo.Var, descend_into=False)},
     }

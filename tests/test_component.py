@@ -178,6 +178,37 @@ def test_activate_and_deactivate(fitted_model):
     assert not m.pref.learned.active
 
 
+@pytest.mark.parametrize("how", ["del_component", "replace"])
+def test_removing_an_active_component_restores_the_nominal_objective(fitted_model, how):
+    """Deleting ``m.pref`` or assigning a new one over it (a notebook cell
+    run again) while the learned objective is active brings the nominal
+    objective and the context values back, with a warning."""
+    m = fitted_model
+    set_context(m, (0.1, 0.2))
+    m.pref.activate(CONTEXT)
+    with pytest.warns(UserWarning, match="nominal objective 'cost' and the context values are restored") as caught:
+        if how == "del_component":
+            m.del_component(m.pref)
+        else:
+            add_component(m)
+    # It points at the user's line (conftest's add_component assigns m.pref).
+    assert caught[0].filename.endswith(("test_component.py", "conftest.py"))
+    assert active_objective(m) is m.cost
+    assert [pyo.value(m.theta[k]) for k in range(2)] == [0.1, 0.2]
+    solve(m)
+    if how == "replace":
+        assert not m.pref.is_fitted
+
+
+def test_removing_an_inactive_component_warns_nothing(fitted_model, recwarn):
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    m.pref.deactivate()
+    m.del_component(m.pref)
+    assert active_objective(m) is m.cost
+    assert not [w for w in recwarn if "restored" in str(w.message)]
+
+
 def test_reactivation_keeps_the_fits_rows_for_a_persistent_solver(fitted_model):
     """A new context replaces only the rows and objective that depend on it:
     the coordinate and span rows stay the same Pyomo objects, so a

@@ -134,6 +134,26 @@ def test_context_param_not_mutable(toy_model, unchanged):
     assert_no_component(m)
 
 
+def test_indexed_context_param_not_mutable(toy_model, unchanged):
+    m = toy_model
+    m.demands = pyo.Param(range(2), initialize=1.0)  # Pyomo's default: not mutable
+    check = unchanged(m)
+    with pytest.raises(ContextError, match=r"context Param 'demands' is not mutable"):
+        m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.demands])
+    check()
+    assert_no_component(m)
+
+
+def test_failed_replacement_keeps_the_fitted_component(fitted_model, unchanged):
+    m = fitted_model
+    m.pref.activate([0.3, 0.6])
+    check = unchanged(m)
+    with pytest.raises(ContextError, match="context must be Pyomo Param"):
+        m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[5])
+    check()
+    assert m.pref.is_fitted
+
+
 def test_context_that_is_not_a_param(toy_model, unchanged):
     m = toy_model
     check = unchanged(m)
