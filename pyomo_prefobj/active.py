@@ -25,7 +25,7 @@ import numpy as np
 from .candidates import Candidates
 from .errors import LearningError, NotFittedError, PairsError, StopAsking
 from .learning import PreferenceLearner
-from .oracles import _normalize_answer, draw_pairs, stopped
+from .oracles import _normalize_answer, check_count, draw_pairs, stopped
 from .pairs import Pairs
 from .progress import progress_bar
 
@@ -203,9 +203,9 @@ def ask_active(candidates, n_pairs, oracle, initial=None, batch=None, n_members=
     """
     if not isinstance(candidates, Candidates):
         raise PairsError(f"ask_active needs a Candidates set; got {type(candidates).__name__}")
-    n_pairs = int(n_pairs)
-    initial = max(n_pairs // 8, 20) if initial is None else int(initial)
-    batch = max(n_pairs // 8, 10) if batch is None else int(batch)
+    n_pairs = check_count(n_pairs, "n_pairs")
+    initial = max(n_pairs // 8, 20) if initial is None else check_count(initial, "initial")
+    batch = max(n_pairs // 8, 10) if batch is None else check_count(batch, "batch")
     if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1):
         raise LearningError(f"top must be a positive integer or None; got {top!r}")
     rng = np.random.default_rng(seed)

@@ -92,6 +92,10 @@ class Candidates:
         return len(self.u)
 
     def __getitem__(self, index):
+        """``candidates[i]``: one :class:`Candidate`; ``candidates[10:20]``,
+        ``candidates[mask]``, ``candidates[[0, 3]]``: :meth:`subset`."""
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+            return self.subset(index)
         return Candidate(
             u=self.u[index],
             context=self.context[index],
@@ -102,6 +106,14 @@ class Candidates:
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+    def subset(self, index):
+        """Return the candidates at ``index`` (a slice, index array or boolean
+        mask), with their context groups."""
+        return Candidates(
+            self.u[index], self.context[index], self.nominal_cost[index], self.group[index],
+            self.names, self.context_names,
+        )
 
     def groups(self):
         """Return the candidate indices of each context, as a list of arrays."""

@@ -369,6 +369,9 @@ class PreferenceLearner:
         if not isinstance(self.nominal_weight, (bool, np.bool_)):
             raise LearningError(f"nominal_weight must be True or False; got {self.nominal_weight!r}")
         _check_positive("l2", self.l2, allow_zero=True)
+        if not (self.seed is None
+                or isinstance(self.seed, (np.random.Generator, np.random.SeedSequence))):
+            _check_positive("seed", self.seed, integer=True, allow_zero=True)
         _check_positive("learning_rate", self.learning_rate)
         _check_positive("batch_size", self.batch_size, integer=True)
         _check_positive("max_epochs", self.max_epochs, integer=True)
@@ -496,6 +499,13 @@ class PreferenceLearner:
         order = rng.permutation(n)
         n_validation = int(round(self.validation_fraction * n))
         n_validation = min(n_validation, n - 1)
+        if n_validation == 0 and self.validation_fraction > 0:
+            warn_user(
+                f"fit on {n} pairs: too few to hold out validation pairs "
+                f"(validation_fraction={self.validation_fraction:g}), so nothing checks "
+                "the fit on answers it did not train on; the learned objective is "
+                "likely poor: ask more pairs (hundreds for tens of decisions)"
+            )
         validation, train = order[:n_validation], order[n_validation:]
 
         self.raters_, rater_index = np.unique(pairs.rater.astype(str), return_inverse=True)

@@ -8,7 +8,9 @@ dropped). Raising :class:`~pyomo_prefobj.errors.StopAsking` ends ``ask``
 early with the answers given so far.
 """
 
+import inspect
 import logging
+import numbers
 
 import numpy as np
 
@@ -34,6 +36,22 @@ def _normalize_answer(answer, oracle):
     return _ANSWERS[key]
 
 
+def _check_one_argument(score):
+    """OracleError if ``score`` cannot be called with one argument (a
+    ``Candidate``), e.g. a ``score(u, x0)``; callables whose signature
+    Python cannot read pass."""
+    try:
+        inspect.signature(score).bind(None)
+    except ValueError:  # no signature (some builtins)
+        return
+    except TypeError:
+        raise OracleError(
+            f"ScoreOracle's score is called with one Candidate (its .u, .context and "
+            f".nominal_cost); {getattr(score, '__name__', score)!r} does not take one "
+            "argument: wrap it, e.g. ScoreOracle(lambda c: cost(c.u, c.context))"
+        ) from None
+
+
 class ScoreOracle:
     """A simulated user: the candidate with the lower score is preferred.
 
@@ -49,8 +67,9 @@ class ScoreOracle:
     def __init__(self, score, flip=0.0, seed=None):
         if not callable(score):
             raise OracleError(f"ScoreOracle needs a callable score; got {score!r}")
-        if not 0.0 <= float(flip) < 1.0:
-            raise OracleError(f"ScoreOracle flip must lie in [0, 1); got {flip!r}")
+        if isinstance(flip, bool) or not isinstance(flip, numbers.Real) or not 0.0 <= flip < 1.0:
+            raise OracleError(f"ScoreOracle flip must be a number in [0, 1); got {flip!r}")
+        _check_one_argument(score)
         self.score = score
         self.flip = float(flip)
         self.seed = seed
@@ -188,6 +207,14 @@ def draw_pairs(candidates, n_pairs, rng, warn=True):
     return np.array(chosen)
 
 
+def check_count(value, name, error=PairsError):
+    """``value`` as an int; ``error`` unless it is a positive integer (not a
+    bool, a float or a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise error(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
 def ask(candidates, n_pairs, oracle, seed=None, progress=True, rater=""):
     """Ask ``oracle`` about ``n_pairs`` random pairs of same-context candidates.
 
@@ -211,12 +238,11 @@ def ask(candidates, n_pairs, oracle, seed=None, progress=True, rater=""):
     """
     if not isinstance(candidates, Candidates):
         raise PairsError(f"ask needs a Candidates set; got {type(candidates).__name__}")
-    if int(n_pairs) < 1:
-        raise PairsError(f"n_pairs must be a positive integer; got {n_pairs!r}")
+    n_pairs = check_count(n_pairs, "n_pairs")
     if not callable(oracle):
         raise OracleError(f"the oracle must be callable; got {oracle!r}")
     rng = np.random.default_rng(seed)
-    chosen = draw_pairs(candidates, int(n_pairs), rng)
+    chosen = draw_pairs(candidates, n_pairs, rng)
     swap = rng.random(len(chosen)) < 0.5  # show each side first equally often
     rows, asked = [], 0
     for (i, j), flip in zip(progress_bar(chosen, progress, desc="asking"), swap):

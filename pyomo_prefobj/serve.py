@@ -132,8 +132,8 @@ def build_parser():
     )
     parser.add_argument(
         "--context-name", action="append", default=None, metavar="NAME",
-        help="name of a context value shown to raters (repeat, in order; "
-             "default x0[0], x0[1], ...)",
+        help="name of a context value shown to raters (repeat, in order; default: "
+             "the candidates' context names, or x0[0], x0[1], ... where they have none)",
     )
     parser.add_argument(
         "--rater", action="append", default=[], metavar="NAME",

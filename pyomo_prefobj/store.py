@@ -35,6 +35,7 @@ lets it extend the plan with pairs of its own choosing.
 the other raters' majority on shared queries.
 """
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -60,7 +61,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -484,7 +485,18 @@ def _engine_for(url, echo=False):
     if in_memory:
         # One shared connection, so every thread of the web app sees one database.
         options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-    engine = create_engine(parsed, **options)
+    try:
+        engine = create_engine(parsed, **options)
+    except NoSuchModuleError as exc:
+        raise StoreError(
+            f"{parsed.drivername!r} in {parsed.render_as_string(hide_password=True)!r} is "
+            f"not a database SQLAlchemy knows: {exc}"
+        ) from exc
+    except ImportError as exc:  # the dialect's driver (DBAPI) is not installed
+        raise StoreError(
+            f"the database driver of {parsed.drivername!r} is not installed ({exc}); install "
+            "it, e.g. pip install 'psycopg[binary]' for postgresql+psycopg"
+        ) from exc
     if sqlite:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -515,7 +527,8 @@ class PreferenceStore:
     id or a session name. Every write is one transaction.
 
     Raises:
-        StoreError: the URL is not an SQLAlchemy URL.
+        StoreError: the URL is not an SQLAlchemy URL, its database driver is
+            not installed, or the database cannot be opened.
         FileFormatError: the database holds a store of another version.
     """
 
@@ -524,7 +537,11 @@ class PreferenceStore:
         self.engine = _engine_for(url, echo=echo)
         self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self._candidates_cache = {}
-        _Base.metadata.create_all(self.engine)
+        try:
+            _Base.metadata.create_all(self.engine)
+        except OperationalError as exc:  # no such server, no access, not a database
+            self.engine.dispose()
+            raise StoreError(f"cannot open the database {self._display_url()}: {exc.orig}") from exc
         with self._sessionmaker.begin() as db:
             meta = {row.key: row.value for row in db.scalars(select(_MetaRecord))}
             if not meta:
@@ -653,7 +670,9 @@ class PreferenceStore:
                 ],
             )
             session_id = record.id
-        self._candidates_cache[session_id] = candidates
+        # As candidates() reads them back: the session keeps the names shown
+        # to raters, not the model's context names.
+        self._candidates_cache[session_id] = dataclasses.replace(candidates, context_names=())
         logger.info(
             "created session %r: %d candidates, %d queries", name, len(candidates), len(chosen)
         )
@@ -722,7 +741,12 @@ class PreferenceStore:
             return self._session_record(db, session).fingerprint
 
     def candidates(self, session):
-        """Return the session's :class:`Candidates` (exactly as stored)."""
+        """Return the session's :class:`Candidates` (exactly as stored).
+
+        Their ``context_names`` are empty: the session keeps the names shown
+        to raters (``SessionInfo.context_names``), which may differ from the
+        model's, so pairs built from them are checked by ``fit`` on the
+        number of context values only."""
         with self._sessionmaker() as db:
             record = self._session_record(db, session)
             cached = self._candidates_cache.get(record.id)

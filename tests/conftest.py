@@ -25,7 +25,6 @@ import pyomo.environ as pyo
 import pytest
 
 from pyomo_prefobj import PreferenceObjective, ScoreOracle
-from pyomo_prefobj.candidates import Candidates
 from pyomo_prefobj.oracles import draw_pairs
 from pyomo_prefobj.pairs import Pairs
 
@@ -301,11 +300,6 @@ class TinyUser:
         return ScoreOracle(lambda candidate: -self.score(candidate))
 
 
-def subset_candidates(candidates, mask):
-    return Candidates(candidates.u[mask], candidates.context[mask], candidates.nominal_cost[mask],
-                      candidates.group[mask], candidates.names)
-
-
 def all_clean_pairs(candidates, score):
     """Every same-context pair of ``candidates``, labelled by ``score`` (lower preferred)."""
     index = draw_pairs(candidates, np.iinfo(np.int64).max, np.random.default_rng(0), warn=False)
@@ -335,8 +329,8 @@ def tiny_candidates():
 def tiny_split(tiny_candidates, tiny_user):
     """Half the candidates to ask about, and every clean pair of the other half."""
     index = np.arange(len(tiny_candidates))
-    pool = subset_candidates(tiny_candidates, index % 2 == 0)
-    held_out = subset_candidates(tiny_candidates, index % 2 == 1)
+    pool = tiny_candidates[index % 2 == 0]
+    held_out = tiny_candidates[index % 2 == 1]
     return pool, all_clean_pairs(held_out, tiny_user.score)
 
 

@@ -143,6 +143,9 @@ def test_top_asks_only_about_pairs_with_a_leading_candidate(tiny_split, tiny_use
             assert mask[row[tuple(a.u.tolist())]] or mask[row[tuple(b.u.tolist())]]
     with pytest.raises(ValueError, match="top must be a positive integer"):
         ask_active(pool, 30, recording, top=0, progress=False, **LEARNER)
+    for bad in ({"n_pairs": 30.5}, {"n_pairs": 30, "initial": "10"}, {"n_pairs": 30, "batch": 0}):
+        with pytest.raises(ValueError, match=r"(n_pairs|initial|batch) must be a positive integer"):
+            ask_active(pool, oracle=recording, progress=False, **bad, **LEARNER)
 
 
 def test_an_oracle_that_stops_keeps_the_answers_so_far(tiny_split, tiny_user):
@@ -336,6 +339,7 @@ def test_web_app_with_the_active_selector(store, session, tiny_user):
 # ----------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:fit on 3 pairs")  # the selector refits after 3 answers here
 def test_serve_active_selector_options(tmp_path, tiny_split, monkeypatch, capsys):
     pool, _ = tiny_split
     path = tmp_path / "tiny.npz"

@@ -73,6 +73,7 @@ def test_active_command_line_gives_one_point_per_budget(tmp_path, capsys):
     assert "pairs (captured gain):" in printed or "half the pairs (captured gain)" in printed
 
 
+@pytest.mark.filterwarnings("ignore:fit on 4 pairs")  # batches of 4 on purpose
 def test_active_questions_are_those_of_a_shorter_ask_active_run(covid_candidates, tiny_settings):
     asked = people.active_questions(covid_candidates, 0, (4, 8, 12), 0.0, tiny_settings,
                                     batch=4, n_members=2)

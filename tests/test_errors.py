@@ -124,22 +124,14 @@ def test_decision_given_twice(toy_model, unchanged):
     assert_no_component(m)
 
 
-def test_context_param_not_mutable(toy_model, unchanged):
+@pytest.mark.parametrize("indexed", [False, True])
+def test_context_param_not_mutable(toy_model, unchanged, indexed):
     m = toy_model
-    m.fixed = pyo.Param(initialize=2.0)
+    # Pyomo's default is not mutable; an indexed one's elements are then plain numbers.
+    m.fixed = pyo.Param(range(2), initialize=1.0) if indexed else pyo.Param(initialize=2.0)
     check = unchanged(m)
     with pytest.raises(ContextError, match=r"context Param 'fixed' is not mutable"):
         m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.fixed])
-    check()
-    assert_no_component(m)
-
-
-def test_indexed_context_param_not_mutable(toy_model, unchanged):
-    m = toy_model
-    m.demands = pyo.Param(range(2), initialize=1.0)  # Pyomo's default: not mutable
-    check = unchanged(m)
-    with pytest.raises(ContextError, match=r"context Param 'demands' is not mutable"):
-        m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.demands])
     check()
     assert_no_component(m)
 
@@ -289,10 +281,46 @@ def test_oracle_that_is_not_callable(toy_model, toy_candidates):
         pref.ask(toy_candidates, n_pairs=5, oracle="A")
 
 
-@pytest.mark.parametrize("flip", [1.0, -0.1, 2])
+@pytest.mark.parametrize("flip", [1.0, -0.1, 2, "x", "0.1", None, True])
 def test_score_oracle_bad_flip(flip):
-    with pytest.raises(OracleError, match=r"flip must lie in \[0, 1\)"):
+    with pytest.raises(OracleError, match=r"flip must be a number in \[0, 1\)"):
         ScoreOracle(lambda c: 0.0, flip=flip)
+
+
+def test_score_oracle_score_of_two_arguments():
+    def user_cost(u, x0):
+        return float(u.sum() + x0.sum())
+
+    with pytest.raises(OracleError, match=r"called with one Candidate .*'user_cost' does not take one"):
+        ScoreOracle(user_cost)
+    ScoreOracle(lambda c, weight=2.0: 0.0)  # a default for the rest is fine
+    ScoreOracle(np.linalg.norm)  # one positional argument and keywords
+
+
+@pytest.mark.parametrize("n_pairs", [None, 2.7, "10", 0, -3, True])
+def test_ask_bad_n_pairs(toy_model, toy_candidates, unchanged, n_pairs):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(PairsError, match=rf"n_pairs must be a positive integer; got {n_pairs!r}"):
+        pref.ask(toy_candidates, n_pairs=n_pairs, oracle=lambda a, b: 0)
+    check()
+
+
+@pytest.mark.parametrize("seed", [1.5, -1, "0"])
+def test_fit_bad_seed(toy_model, toy_pairs, unchanged, seed):
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(LearningError, match=rf"seed must be an integer >= 0; got {seed!r}"):
+        pref.fit(toy_pairs, seed=seed, **FAST_FIT)
+    check()
+    assert not pref.is_fitted
+
+
+def test_fit_on_too_few_pairs_to_validate_warns(toy_model, toy_pairs):
+    pref = add_component(toy_model)
+    with pytest.warns(UserWarning, match="fit on 4 pairs: too few to hold out validation pairs"):
+        pref.fit(toy_pairs[:4], seed=0, **FAST_FIT)
+    assert pref.is_fitted
 
 
 def test_score_oracle_non_finite_score(toy_candidates):

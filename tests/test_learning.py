@@ -121,6 +121,7 @@ def test_fewer_components(toy_pairs):
     m.pref.deactivate()
 
 
+@pytest.mark.filterwarnings("ignore:fit on 2 pairs")  # two pairs on purpose
 def test_pca_basis_from_all_candidates(toy_pairs, toy_candidates):
     """Two pairs span at most 3 directions; the candidates' decisions span all 6."""
     m = build_toy_model()

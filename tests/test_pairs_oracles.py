@@ -88,6 +88,21 @@ def test_ask_spreads_pairs_over_contexts_and_shows_both_orders(toy_candidates):
     assert len({frozenset((a, b)) for _, a, b in shown}) == 60
 
 
+def test_candidates_index_like_pairs(toy_candidates):
+    """``candidates[i]`` is one Candidate; a slice, mask or index list a Candidates set."""
+    first = toy_candidates[:5]
+    assert isinstance(first, Candidates) and len(first) == 5
+    np.testing.assert_array_equal(first.u, toy_candidates.u[:5])
+    assert first.names == toy_candidates.names
+    assert first.context_names == toy_candidates.context_names
+    in_group = toy_candidates[toy_candidates.group == 2]
+    assert set(in_group.group.tolist()) == {2}
+    picked = toy_candidates[[3, 0]]
+    np.testing.assert_array_equal(picked.nominal_cost, toy_candidates.nominal_cost[[3, 0]])
+    one = toy_candidates[np.int64(3)]
+    assert one.group == toy_candidates.group[3]
+
+
 def test_ask_same_seed_same_pairs(toy_candidates, latent_user):
     m = build_toy_model()
     pref = add_component(m)

@@ -96,6 +96,31 @@ def test_store_rejects_a_path_that_is_no_url():
         PreferenceStore("prefs.db")
 
 
+@pytest.mark.parametrize("url, message", [
+    ("nosuchdb://user:secret@host/db", r"'nosuchdb' in 'nosuchdb://user:\*\*\*@host/db' is not a database"),
+    ("postgresql+nosuchdriver://host/db", "not a database SQLAlchemy knows"),
+    ("sqlite:////no/such/directory/prefs.db", "cannot open the database"),
+])
+def test_store_says_why_a_database_cannot_be_opened(url, message):
+    with pytest.raises(StoreError, match=message):
+        PreferenceStore(url)
+
+
+def test_store_names_a_missing_database_driver(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_psycopg(name, *args, **kwargs):
+        if name.split(".")[0] == "psycopg":
+            raise ModuleNotFoundError("No module named 'psycopg'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_psycopg)
+    with pytest.raises(StoreError, match=r"driver of 'postgresql\+psycopg' is not installed"):
+        PreferenceStore("postgresql+psycopg://user@localhost/db")
+
+
 def test_session_plans_every_same_context_pair_once(store, session, candidates):
     assert session.n_queries == N_GROUPS * PAIRS_PER_GROUP
     assert session.n_contexts == N_GROUPS and session.n_candidates == len(candidates)
@@ -131,6 +156,23 @@ def test_session_names_the_context_as_the_candidates_do(store, candidates):
     assert store.create_session(candidates, "unnamed").context_names == ("x0[0]",)
     chosen = store.create_session(named, "chosen", context_names=["load"])
     assert chosen.context_names == ("load",)
+
+
+def test_exported_pairs_are_the_same_in_the_serving_process_and_later(url, candidates):
+    """The process that created the session (its cache) and a later one
+    (the database) give the same Pairs, context names included."""
+    named = dataclasses.replace(candidates, context_names=("demand",))
+    with PreferenceStore(url) as store:
+        store.create_session(named, "named", context_names=["load"])
+        rater = store.add_rater("named", "alice")
+        for _ in range(3):
+            store.record_answer(rater, store.next_query(rater).id, "A")
+        here = store.export_pairs("named")
+    with PreferenceStore(url) as reopened:
+        later = reopened.export_pairs("named")
+    assert here.context_names == later.context_names == ()
+    np.testing.assert_array_equal(here.preferred, later.preferred)
+    np.testing.assert_array_equal(here.context, later.context)
 
 
 def test_session_errors(store, session, candidates):
