@@ -136,6 +136,16 @@ def _check_arguments(decisions, context):
                 _check_item(item, ctype, what, error)
 
 
+def _add_rows(block, name, index, row):
+    """Add the indexed Constraint ``name`` with ``row(i)`` for each ``i`` to
+    ``block``, without keeping ``row`` on it (a Pyomo rule is kept, and a
+    local function would make the model impossible to pickle)."""
+    block.add_component(name, pyo.Constraint(index))
+    rows = block.component(name)
+    for i in index:
+        rows[i] = row(i)
+
+
 def _flatten(items, model, ctype, what, error):
     """Flatten components / component data of ``ctype`` into a list of data."""
     flat = []
@@ -199,6 +209,13 @@ class PreferenceObjectiveData(BlockData):
         if "_links" not in self.__dict__ or not self._is_learned_active():
             return
         nominal = self._links["nominal"]
+        model = nominal.model()
+        active = model.component_data_objects(pyo.Objective, active=True)
+        if nominal.active or next(iter(active), None) is not None:
+            # Not a removal that left the model without an objective: e.g. a
+            # clone of this block alone, detached from a model that still
+            # holds (and solves with) the original.
+            return
         self.deactivate()
         warn_user(
             f"{self.name} was removed from the model while its learned objective "
@@ -818,12 +835,9 @@ class PreferenceObjectiveData(BlockData):
         projection = learner.projection_
         shift = projection @ learner.mean_
         block.z = pyo.Var(range(len(projection)))
-        block.z_definition = pyo.Constraint(
-            range(len(projection)),
-            rule=lambda b, j: b.z[j]
-            == sum(float(projection[j, i]) * u[i] for i in range(len(u)) if projection[j, i] != 0.0)
-            - float(shift[j]),
-        )
+        _add_rows(block, "z_definition", range(len(projection)), lambda j: block.z[j]
+                  == sum(float(projection[j, i]) * u[i] for i in range(len(u)) if projection[j, i] != 0.0)
+                  - float(shift[j]))
 
     def _add_tie_break(self, nominal, weight):
         """Add ``weight * J / |J(mu)|`` to the learned objective."""
@@ -857,12 +871,9 @@ class PreferenceObjectiveData(BlockData):
         if block.component("span_residual") is None:  # kept from the last activate
             block.span_above = pyo.Var(range(d), bounds=(0, None))
             block.span_below = pyo.Var(range(d), bounds=(0, None))
-            block.span_residual = pyo.Constraint(
-                range(d),
-                rule=lambda b, i: u[i]
-                - sum(float(back[i, j]) * b.z[j] for j in range(r) if back[i, j] != 0.0)
-                - b.span_above[i] + b.span_below[i] == float(learner.mean_[i]),
-            )
+            _add_rows(block, "span_residual", range(d), lambda i: u[i]
+                      - sum(float(back[i, j]) * block.z[j] for j in range(r) if back[i, j] != 0.0)
+                      - block.span_above[i] + block.span_below[i] == float(learner.mean_[i]))
         objective = block.objective
         objective.set_value(
             objective.expr + rate * sum(block.span_above[i] + block.span_below[i] for i in range(d))
@@ -920,10 +931,8 @@ class PreferenceObjectiveData(BlockData):
             scaled = c * factor
             self._add_coordinates(block)
             block.w = pyo.Var(range(r))
-            block.w_definition = pyo.Constraint(
-                range(r),
-                rule=lambda b, k: b.w[k] == sum(float(scaled[j, k]) * b.z[j] for j in range(r)),
-            )
+            _add_rows(block, "w_definition", range(r),
+                      lambda k: block.w[k] == sum(float(scaled[j, k]) * block.z[j] for j in range(r)))
             # One epigraph row for the whole quadratic: SCIP closed the gap about
             # twice as fast as with one row per coordinate on the COVID-19 model.
             block.e = pyo.Var(bounds=(0, None))

@@ -7,6 +7,7 @@ absolute floor of 1e-6 unless stated otherwise.
 
 import dataclasses
 import io
+import pickle
 
 import numpy as np
 import pyomo.environ as pyo
@@ -198,6 +199,29 @@ def test_removing_an_active_component_restores_the_nominal_objective(fitted_mode
     solve(m)
     if how == "replace":
         assert not m.pref.is_fitted
+
+
+def test_a_clone_of_the_active_block_alone_leaves_the_model_as_it_was(fitted_model, recwarn):
+    """``m.pref.clone()`` detaches the copy, not the original: no restore."""
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    m.pref.clone()
+    assert active_objective(m) is m.pref.learned.objective
+    assert not m.cost.active
+    assert not [w for w in recwarn if "restored" in str(w.message)]
+
+
+@pytest.mark.parametrize("span_penalty", [None, 0.03])
+def test_an_activated_model_pickles_and_solves_the_same(fitted_model, span_penalty):
+    m = fitted_model
+    m.pref.activate(CONTEXT, span_penalty=span_penalty)
+    copy = pickle.loads(pickle.dumps(m))
+    assert active_objective(copy) is copy.pref.learned.objective
+    solve(m)
+    solve(copy)
+    np.testing.assert_allclose(decision_vector(copy), decision_vector(m), atol=1e-6)
+    copy.pref.deactivate()
+    assert active_objective(copy) is copy.cost
 
 
 def test_removing_an_inactive_component_warns_nothing(fitted_model, recwarn):
