@@ -210,11 +210,13 @@ class PreferenceObjectiveData(BlockData):
             return
         nominal = self._links["nominal"]
         model = nominal.model()
-        active = model.component_data_objects(pyo.Objective, active=True)
-        if nominal.active or next(iter(active), None) is not None:
+        if model is None or nominal.active or next(
+            iter(model.component_data_objects(pyo.Objective, active=True)), None
+        ) is not None:
             # Not a removal that left the model without an objective: e.g. a
             # clone of this block alone, detached from a model that still
-            # holds (and solves with) the original.
+            # holds (and solves with) the original; or the nominal objective
+            # was itself removed before.
             return
         self.deactivate()
         warn_user(

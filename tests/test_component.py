@@ -211,6 +211,16 @@ def test_a_clone_of_the_active_block_alone_leaves_the_model_as_it_was(fitted_mod
     assert not [w for w in recwarn if "restored" in str(w.message)]
 
 
+def test_removing_the_block_after_its_nominal_objective_raises_nothing(fitted_model, recwarn):
+    """With the nominal objective deleted first there is nothing to restore."""
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    m.del_component(m.cost)
+    m.del_component(m.pref)
+    assert m.component("pref") is None
+    assert not [w for w in recwarn if "restored" in str(w.message)]
+
+
 @pytest.mark.parametrize("span_penalty", [None, 0.03])
 def test_an_activated_model_pickles_and_solves_the_same(fitted_model, span_penalty):
     m = fitted_model
