@@ -40,6 +40,7 @@ _EXPORTS = {
     "LearningError": "errors",
     "NotFittedError": "errors",
     "FileFormatError": "errors",
+    "ArgumentError": "errors",
     "StopAsking": "errors",
 }
 

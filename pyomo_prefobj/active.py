@@ -49,6 +49,13 @@ class EnsembleLearner:
         self.seed = seed
         self.bootstrap = bootstrap
         self.learner_options = learner_options
+        # Checked now, not at the first fit: ask_active asks its first
+        # questions (a person's answers) before it fits.
+        try:
+            probe = PreferenceLearner(seed=seed, **learner_options)
+        except TypeError as exc:
+            raise LearningError(f"unknown learner option: {exc}") from exc
+        probe.check_options()
 
     def fit(self, pairs, decisions=None, warm_start=False):
         """Fit every member and return ``self``.

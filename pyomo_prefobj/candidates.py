@@ -68,7 +68,9 @@ class Candidates:
         u = np.asarray(self.u, dtype=float)
         if u.ndim != 2:
             raise PairsError(f"Candidates.u must have shape (n, d); got {u.shape}")
-        context = np.asarray(self.context, dtype=float).reshape(n, -1)
+        context = np.asarray(self.context, dtype=float)
+        if not (context.ndim == 2 and len(context) == n):  # (0, k) stays (0, k)
+            context = context.reshape(n, -1)
         object.__setattr__(self, "u", u)
         object.__setattr__(self, "context", context)
         object.__setattr__(

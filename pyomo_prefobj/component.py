@@ -32,17 +32,20 @@ the block with that context's coefficients.
 """
 
 import dataclasses
+import inspect
 import json
 import logging
 import numbers
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.core.base.indexed_component_slice import IndexedComponent_slice
 from pyomo.core.base.block import BlockData, declare_custom_block
 
 from . import oracles, sampling
 from .candidates import Candidates
 from .errors import (
+    ArgumentError,
     ContextError,
     DecisionError,
     FileFormatError,
@@ -76,6 +79,11 @@ def _as_list(items):
 
 def _describe(item):
     """A Pyomo component's name (its repr is an address), else the repr."""
+    if isinstance(item, (list, tuple)):
+        shown = ", ".join(_describe(part) for part in item[:5])
+        return f"[{shown}{', ...' if len(item) > 5 else ''}]"
+    if isinstance(item, IndexedComponent_slice):
+        return "a slice"
     name = getattr(item, "name", None)
     return repr(name) if isinstance(name, str) and hasattr(item, "ctype") else repr(item)
 
@@ -88,9 +96,13 @@ def _is_number(value):
 def _float_array(values, message):
     """``values`` as a float array; ContextError ``message`` if they are not numbers."""
     try:
-        return np.asarray(values, dtype=float)
+        array = np.asarray(values, dtype=float)
+        flags = np.asarray(values, dtype=object).ravel()
     except (TypeError, ValueError):
         raise ContextError(message) from None
+    if any(isinstance(v, (bool, np.bool_)) for v in flags):  # True would pass as 1.0
+        raise ContextError(message)
+    return array
 
 
 def _check_seed(seed, name):
@@ -114,9 +126,14 @@ def _check_item(item, ctype, what, error):
     """``error`` unless ``item`` is a component (or element) of ``ctype``;
     a Param must be mutable (its elements are plain numbers otherwise)."""
     if getattr(item, "ctype", None) is not ctype:
+        hint = ""
+        if isinstance(item, IndexedComponent_slice):
+            hint = "; wrap a slice as pyo.Reference(m.y[0, :]), or unpack it: *m.y[0, :]"
+        elif isinstance(item, (list, tuple)):
+            hint = "; pass one flat list"
         raise error(
             f"PreferenceObjective: {what} must be Pyomo {ctype.__name__} "
-            f"components or their elements; got {_describe(item)} ({type(item).__name__})"
+            f"components or their elements; got {_describe(item)} ({type(item).__name__}){hint}"
         )
     if ctype is pyo.Param and not item.parent_component().mutable:
         raise error(
@@ -134,6 +151,14 @@ def _check_arguments(decisions, context):
         for item in _as_list(items):
             if not isinstance(item, str):
                 _check_item(item, ctype, what, error)
+
+
+def _param_value(param, value):
+    """``value`` as a float, or as an ``int`` where it is integral and the
+    domain of ``param`` (a ParamData) holds integers only."""
+    value = float(value)
+    step = param.parent_component().domain.get_interval()[2]
+    return int(value) if step == 1 and value.is_integer() else value
 
 
 def _add_rows(block, name, index, row):
@@ -330,14 +355,22 @@ class PreferenceObjectiveData(BlockData):
             return self.context_values()
         if self.n_context == 1 and isinstance(context, numbers.Real) and not isinstance(context, bool):
             context = [context]
-        values = _float_array(context, f"{self.name}: a context must hold numbers; got {context!r}")
+        order = f"one per context Param, in the order {list(self.context_names)}"
+        values = _float_array(context, f"{self.name}: a context must hold numbers ({order}); "
+                                       f"got {context!r}")
+        if self.n_context == 0 and values.size:
+            raise ContextError(
+                f"{self.name}: this component has no context Params; leave the context "
+                f"out (None); got {context!r}"
+            )
         if values.ndim != 1 or len(values) != self.n_context:
             raise ContextError(
                 f"{self.name}: a context is a sequence of {self.n_context} floats "
-                f"(one per context Param {list(self.context_names)}); got {context!r}"
+                f"({order}); got {context!r}"
             )
         if not np.all(np.isfinite(values)):
             raise ContextError(f"{self.name}: context holds NaN or inf: {context!r}")
+        self._check_domains(values.reshape(1, -1))
         return values
 
     def _refuse_other_decisions(self, data, what):
@@ -371,11 +404,34 @@ class PreferenceObjectiveData(BlockData):
             )
         if not np.all(np.isfinite(array)):
             raise ContextError(f"{self.name}: contexts hold NaN or inf")
+        self._check_domains(array)
         return array
 
     def _set_context(self, values):
+        """Set the context Params to the numbers ``values`` (an integral
+        number as an ``int`` where the Param's domain holds integers)."""
         for param, value in zip(self._params(), values):
-            param.set_value(float(value))
+            param.set_value(_param_value(param, value))
+
+    def _raw_context(self):
+        """The context Params' values as they are (ints stay ints), to restore."""
+        return [param.value for param in self._params()]
+
+    def _restore_context(self, raw):
+        for param, value in zip(self._params(), raw):
+            param.set_value(value)
+
+    def _check_domains(self, contexts):
+        """ContextError unless every row of ``contexts`` ``(m, k)`` lies in the
+        context Params' domains (checked before any Param is changed)."""
+        for param, column in zip(self._params(), np.asarray(contexts).T):
+            domain = param.parent_component().domain
+            for value in column:
+                if _param_value(param, value) not in domain:
+                    raise ContextError(
+                        f"{self.name}: context value {float(value)!r} is not in the "
+                        f"domain {domain.name} of the context Param {param.name!r}"
+                    )
 
     def _find_nominal(self):
         """The one active objective of the model outside this block."""
@@ -429,7 +485,7 @@ class PreferenceObjectiveData(BlockData):
     # ------------------------------------------------------------------
     def sample(self, contexts=None, per_context=20, seed=0, bias_weight=1.0,
                bias_width=1.0, time_limit=30.0, progress=None):
-        """Sample feasible decisions by nominal and biased solves (SPEC stage 1).
+        """Sample feasible decisions by nominal and biased solves (stage 1 of the method).
 
         Args:
             contexts: array ``(m, k)``, one context per row (``None``: the
@@ -452,7 +508,8 @@ class PreferenceObjectiveData(BlockData):
             biased solves gave only the nominal decision.
 
         Raises:
-            ModelError: the model has no (or several) active objectives.
+            ModelError: the model has no (or several) active objectives, or
+                the nominal objective is unbounded at a context.
             SolverUnavailableError: SCIP cannot be used.
             NoFeasibleCandidateError: no context gave a feasible solution.
         """
@@ -471,7 +528,11 @@ class PreferenceObjectiveData(BlockData):
         nominal = self._find_nominal()
         model = self.model()
         saved_vars = [(v, v.value) for v in model.component_data_objects(pyo.Var, descend_into=True)]
-        saved_context = self.context_values()
+        for var, value in saved_vars:
+            if var.fixed and value is None:
+                raise ModelError(f"{self.name}: variable {var.name!r} is fixed but has no value; "
+                                 "give it one")
+        saved_context = self._raw_context()
         rng = np.random.default_rng(seed)
         variables = self._variables()
         integer = np.array([v.is_integer() or v.is_binary() for v in variables])
@@ -485,7 +546,17 @@ class PreferenceObjectiveData(BlockData):
             for g, context in enumerate(contexts):
                 self._set_context(context)
                 session.rebuild()
-                if session.minimize(sign * session.expression(nominal.expr)) is None:
+                objective = sign * session.expression(nominal.expr, f"objective {nominal.name!r}")
+                try:
+                    found = session.minimize(objective)
+                except ModelError as exc:
+                    where = f" at context {context.tolist()}" if len(context) else ""
+                    raise ModelError(
+                        f"{self.name}:{where} the nominal objective "
+                        f"{nominal.name!r} is unbounded over the model's constraints; bound "
+                        "the decisions or add the missing constraints"
+                    ) from exc
+                if found is None:
                     warn_user(
                         f"{self.name}: context {context.tolist()} is infeasible or "
                         "failed to solve; skipped",
@@ -520,7 +591,7 @@ class PreferenceObjectiveData(BlockData):
                     bar.update(1)
         finally:
             bar.close()
-            self._set_context(saved_context)
+            self._restore_context(saved_context)
             for var, old in saved_vars:
                 var.set_value(old, skip_validation=True)
         candidates = self._candidates(rows, contexts)
@@ -579,7 +650,7 @@ class PreferenceObjectiveData(BlockData):
     # Stage 4: learning
     # ------------------------------------------------------------------
     def fit(self, pairs, n_components=None, seed=0, candidates=None, warm_start=False, **options):
-        """Fit the learned objective to ``pairs`` (SPEC stage 4).
+        """Fit the learned objective to ``pairs`` (stage 4 of the method).
 
         Args:
             pairs: :class:`Pairs`, preferred decision first.
@@ -727,7 +798,14 @@ class PreferenceObjectiveData(BlockData):
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
         factor, linear, learned_weight = self._learner.terms(values.reshape(1, -1))
-        saved_context = self._saved_context if was_active else self.context_values()
+        # H = S S' must be finite too: S of 1e300 is, its square is not.
+        hessian = np.einsum("nij,nkj->nik", factor, factor)
+        if not all(np.all(np.isfinite(a)) for a in (hessian, linear, learned_weight)):
+            raise ContextError(
+                f"{self.name}: the learned cost is not finite at context {values.tolist()}; "
+                "it lies far outside the contexts the objective was fitted on"
+            )
+        saved_context = self._saved_context if was_active else self._raw_context()
         try:
             self._prepare_learned_block(formulation, trust_region, span_penalty)
             self._push(formulation, factor[0], linear[0], values)
@@ -748,7 +826,7 @@ class PreferenceObjectiveData(BlockData):
             if self.component("learned") is not None:
                 self._delete(self, self.learned)
             self._links["built_for"] = None
-            self._set_context(saved_context)
+            self._restore_context(saved_context)
             nominal.activate()
             self._links["nominal"] = None
             raise
@@ -765,7 +843,7 @@ class PreferenceObjectiveData(BlockData):
         if self._is_learned_active():
             self.learned.deactivate()
             self._links["nominal"].activate()
-            self._set_context(self._saved_context)
+            self._restore_context(self._saved_context)
             self._links["nominal"] = None
         super().deactivate()
 
@@ -895,7 +973,11 @@ class PreferenceObjectiveData(BlockData):
         offset = np.asarray(values, dtype=float) - learner.mean_
         z = learner.projection_ @ offset
         for j, value in enumerate(z):
-            block.z[j].set_value(float(value))
+            # Within the trust region's bounds: rounding may put a decision
+            # on their edge a hair outside.
+            lower, upper = block.z[j].bounds
+            block.z[j].set_value(float(np.clip(value, -np.inf if lower is None else lower,
+                                               np.inf if upper is None else upper)))
         if block.component("w") is not None:
             w = (_scale(factor) * factor).T @ z
             for k, value in enumerate(w):
@@ -1021,13 +1103,15 @@ def _owning_preference_objective(component):
     return next((b for b in _ancestors(component) if isinstance(b, PreferenceObjectiveData)), None)
 
 
-def load_preference_objective(path, decisions=None, context=None):
+def load_preference_objective(path, decisions=None, context=None, progress=True,
+                              solver_options=None):
     """Read a learned objective saved by ``save``; also ``PreferenceObjective.load``.
 
     Returns an unconstructed :class:`PreferenceObjective` to add to a model:
     ``m.pref = PreferenceObjective.load(path)``. By default the decision and
     context components are found on that model by their saved names; pass
-    ``decisions`` / ``context`` to use other ones.
+    ``decisions`` / ``context`` to use other ones. ``progress`` and
+    ``solver_options`` are the constructor's.
 
     Raises:
         FileFormatError: the file is missing, corrupted, not a saved
@@ -1052,6 +1136,8 @@ def load_preference_objective(path, decisions=None, context=None):
     return PreferenceObjective(
         decisions=decisions,
         context=context if context is not None else (),
+        progress=progress,
+        solver_options=solver_options,
         _saved=(header, learner),
     )
 
@@ -1075,11 +1161,48 @@ PreferenceObjective._indexed_custom_block.__init__ = _keyword_arguments_only  # 
 _scalar_init = PreferenceObjective._scalar_custom_block.__init__  # noqa: F821
 
 
+# Keywords the block takes: build's, and Pyomo's own name and doc.
+_KEYWORDS = frozenset(inspect.signature(PreferenceObjectiveData.build).parameters) - {"self", "args"}
+_PYOMO_KEYWORDS = frozenset({"name", "doc"})
+
+
 def _checked_init(self, *args, decisions=None, context=(), **kwargs):
     """Check the arguments before Pyomo adds the block: an assignment that
     would replace a component of the same name fails before deleting it."""
+    unknown = sorted(set(kwargs) - _KEYWORDS - _PYOMO_KEYWORDS)
+    if unknown:
+        known = sorted(k for k in _KEYWORDS | _PYOMO_KEYWORDS if not k.startswith("_"))
+        raise ArgumentError(
+            f"PreferenceObjective got unknown keyword argument(s) {unknown}; it takes {known}"
+        )
     _check_arguments(decisions, context)
     _scalar_init(self, *args, decisions=decisions, context=context, **kwargs)
 
 
 PreferenceObjective._scalar_custom_block.__init__ = _checked_init  # noqa: F821
+
+PreferenceObjective.__doc__ = (  # noqa: F821
+    """A learned objective for a Pyomo model (a Pyomo Block component).
+
+    ``m.pref = PreferenceObjective(decisions=[m.x, m.y], context=[m.demand])``
+    adds it to ``m``. The methods live on the component's data class,
+    :class:`PreferenceObjectiveData` (``help(m.pref)`` or
+    ``help(pyomo_prefobj.PreferenceObjectiveData)``): ``sample``, ``ask``,
+    ``fit``, ``activate``, ``deactivate``, ``cost``, ``save``, and
+    ``PreferenceObjective.load`` to read a saved one back.
+
+    Keyword Args:
+        decisions: Var components or VarData the objective is a function
+            of, in this order.
+        context: mutable Param components or ParamData holding the context
+            (may be empty).
+        formulation: ``"compact"`` (default) or ``"dense"``.
+        progress: show progress bars on long work (default True).
+        solver_options: SCIP parameters for the component's own solves.
+        name, doc: Pyomo's own.
+
+    Raises:
+        ArgumentError: an unknown keyword argument.
+        DecisionError, ContextError: unusable decisions or context Params.
+    """
+)

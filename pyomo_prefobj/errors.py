@@ -2,7 +2,8 @@
 
 Every error the package raises on purpose derives from
 :class:`PreferenceObjectiveError` and from the builtin exception that fits
-(``ValueError`` for bad input, ``RuntimeError`` for a failed solve), so
+(``ValueError`` for bad input, ``RuntimeError`` for a failed solve,
+``TypeError`` for an unknown keyword argument), so
 callers can catch either. :func:`warn_user` points the package's
 warnings at the caller's line.
 """
@@ -53,6 +54,10 @@ class NotFittedError(PreferenceObjectiveError, RuntimeError):
 
 class FileFormatError(PreferenceObjectiveError, ValueError):
     """A saved file is corrupted, of another kind, or of another version."""
+
+
+class ArgumentError(PreferenceObjectiveError, TypeError):
+    """A call got a keyword argument it does not take."""
 
 
 class StopAsking(Exception):

@@ -280,8 +280,10 @@ class PreferenceLearner:
         l2: weight of the L2 penalty on all weights and biases.
         learning_rate: Adam's initial step.
         batch_size: pairs per gradient step.
-        max_epochs: epoch limit.
-        min_epochs: epochs always run before early stopping may trigger.
+        max_epochs: epoch limit; it also ends training before ``min_epochs``
+            when that is larger.
+        min_epochs: epochs always run before early stopping may trigger
+            (up to ``max_epochs``).
         patience: epochs without validation improvement before stopping;
             the learning rate halves after ``lr_patience`` such epochs.
         validation_fraction: share of pairs held out (paper: 0.1).

@@ -12,7 +12,7 @@ equals, for every ``u``, the cost in the original decision space
     f(u) = 1/2 u' Hu u + qu' u + c,
     Hu = P' Hz P,   qu = P' qz - Hu mu,   c = 1/2 mu' Hu mu - qz' P mu.
 
-(With ``W = P'`` this is SPEC's ``Hu = W Hz W'``, ``qu = W qz - Hu mu``.)
+(Written with ``W = P'``: ``Hu = W Hz W'``, ``qu = W qz - Hu mu``.)
 """
 
 from dataclasses import dataclass

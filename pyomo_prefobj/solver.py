@@ -168,6 +168,9 @@ class ScipSession:
 
         Returns:
             the objective value if a feasible solution was found, else ``None``.
+
+        Raises:
+            ModelError: SCIP reports the problem unbounded.
         """
         scip = self.scip
         scip.freeTransform()
@@ -179,12 +182,14 @@ class ScipSession:
         scip.setObjective(objective, "minimize")
         try:
             scip.optimize()
-            if scip.getNSols() == 0:
-                return None
-            solution = scip.getBestSol()
-            for var, scip_var in self._vars.items():
-                var.set_value(solution[scip_var], skip_validation=True)
-            return scip.getSolObjVal(solution)
+            status = scip.getStatus()
+            if status == "unbounded" or scip.getNSols() == 0:
+                result = None
+            else:
+                solution = scip.getBestSol()
+                for var, scip_var in self._vars.items():
+                    var.set_value(solution[scip_var], skip_validation=True)
+                result = scip.getSolObjVal(solution)
         except Exception as exc:  # SCIP reports failures as several types
             logger.warning("SCIP failed: %s", exc)
             return None
@@ -192,3 +197,11 @@ class ScipSession:
             if epigraph is not None:
                 scip.freeTransform()
                 scip.delCons(epigraph)
+        if status == "unbounded":
+            # SCIP may hold a solution of an unbounded problem: an arbitrary
+            # point of a ray, not an optimum.
+            raise ModelError(
+                "the objective is unbounded over the model's constraints (SCIP "
+                "reports 'unbounded'); bound the decisions or add the missing constraints"
+            )
+        return result

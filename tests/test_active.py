@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_FIT
-from pyomo_prefobj import StopAsking, active
+from pyomo_prefobj import LearningError, StopAsking, active
 from pyomo_prefobj.active import ActiveSelector, EnsembleLearner, ask_active, most_disputed
 from pyomo_prefobj.learning import PreferenceLearner
 from pyomo_prefobj.oracles import ask
@@ -146,6 +146,17 @@ def test_top_asks_only_about_pairs_with_a_leading_candidate(tiny_split, tiny_use
     for bad in ({"n_pairs": 30.5}, {"n_pairs": 30, "initial": "10"}, {"n_pairs": 30, "batch": 0}):
         with pytest.raises(ValueError, match=r"(n_pairs|initial|batch) must be a positive integer"):
             ask_active(pool, oracle=recording, progress=False, **bad, **LEARNER)
+
+
+@pytest.mark.parametrize("option, message", [({"max_epoch": 10}, "unknown learner option"),
+                                             ({"loss": "l2"}, "loss must be one of")])
+def test_bad_learner_options_are_refused_before_the_first_question(tiny_split, option, message):
+    """A person's first answers must not be asked for and then lost."""
+    pool, _ = tiny_split
+    asked = []
+    with pytest.raises(LearningError, match=message):
+        ask_active(pool, 30, lambda a, b: asked.append(a) or 0, progress=False, **option)
+    assert asked == []
 
 
 def test_an_oracle_that_stops_keeps_the_answers_so_far(tiny_split, tiny_user):

@@ -2,6 +2,7 @@
 and the user's model exactly as it was (components, active objectives, Param
 and variable values)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -21,6 +22,8 @@ from conftest import (
     toy_decisions,
 )
 from pyomo_prefobj import (
+    ArgumentError,
+    Candidates,
     ContextError,
     DecisionError,
     LearningError,
@@ -623,6 +626,133 @@ def test_failure_mid_reactivate_brings_the_nominal_back(fitted_model, monkeypatc
         m.pref.activate((0.9, 0.1))
     assert active_objective(m) is m.cost
     assert [pyo.value(m.theta[k]) for k in range(2)] == theta_before
+
+
+def test_unbounded_nominal_objective_at_sample(unchanged):
+    """SCIP holds a point of a ray for an unbounded problem: not a candidate."""
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(2), domain=pyo.NonNegativeReals)
+    m.need = pyo.Constraint(expr=m.x[0] + m.x[1] >= 1)
+    m.profit = pyo.Objective(expr=3 * m.x[0] + 2 * m.x[1], sense=pyo.maximize)
+    m.pref = PreferenceObjective(decisions=m.x, progress=False)
+    check = unchanged(m)
+    with pytest.raises(ModelError, match="pref: the nominal objective 'profit' is unbounded"):
+        m.pref.sample(per_context=3, seed=0)
+    check()
+
+
+def test_fixed_decision_without_a_value_at_sample(toy_model, unchanged):
+    pref = add_component(toy_model)
+    toy_model.x[2].fix()
+    check = unchanged(toy_model)
+    with pytest.raises(ModelError, match=r"variable 'x\[2\]' is fixed but has no value"):
+        pref.sample([CONTEXT], per_context=2, seed=0)
+    check()
+
+
+def test_nonlinear_objective_is_named_at_sample(toy_model, unchanged):
+    toy_model.cost.deactivate()
+    toy_model.odd = pyo.Objective(expr=pyo.exp(toy_model.x[0]))
+    pref = add_component(toy_model)
+    check = unchanged(toy_model)
+    with pytest.raises(ModelError, match="objective 'odd' is neither linear nor quadratic"):
+        pref.sample([CONTEXT], per_context=2, seed=0)
+    check()
+
+
+@pytest.mark.parametrize("call", ["sample", "activate"])
+def test_context_outside_the_params_domain(call, toy_pairs, unchanged):
+    m = build_toy_model()
+    m.theta.domain = pyo.NonNegativeReals
+    add_component(m)
+    if call == "activate":
+        m.pref.fit(toy_pairs, seed=0, **FAST_FIT)
+        m.pref.activate(CONTEXT)
+    check = unchanged(m)
+    with pytest.raises(ContextError, match=r"context value -1.0 is not in the domain "
+                                           r"NonNegativeReals of the context Param 'theta\[1\]'"):
+        if call == "sample":
+            m.pref.sample([CONTEXT, (0.5, -1.0)], per_context=2, seed=0)
+        else:
+            m.pref.activate((0.5, -1.0))
+    check()  # while active: still the learned objective at CONTEXT
+
+
+def test_context_where_the_learned_cost_overflows_keeps_the_learned_objective(fitted_model,
+                                                                              unchanged):
+    m = fitted_model
+    m.pref.activate(CONTEXT)
+    check = unchanged(m)
+    with pytest.raises(ContextError, match="the learned cost is not finite at context"):
+        m.pref.activate((1e300, 1e300))
+    check()
+    assert active_objective(m) is m.pref.learned.objective
+
+
+@pytest.mark.parametrize("context", [(True, 0.5), [0.5, np.True_]])
+def test_context_of_booleans(fitted_model, unchanged, context):
+    check = unchanged(fitted_model)
+    with pytest.raises(ContextError, match=r"a context must hold numbers \(one per context "
+                                           r"Param, in the order \['theta\[0\]', 'theta\[1\]'\]\)"):
+        fitted_model.pref.activate(context)
+    check()
+
+
+def test_context_given_to_a_component_without_context(plain_model, plain_pairs, unchanged):
+    add_component(plain_model, context=False)
+    plain_model.pref.fit(plain_pairs, seed=0, **FAST_FIT)
+    check = unchanged(plain_model)
+    with pytest.raises(ContextError, match="has no context Params; leave the context out"):
+        plain_model.pref.activate(3.0)
+    check()
+
+
+def test_unknown_keyword_keeps_the_fitted_component(fitted_model, unchanged):
+    m = fitted_model
+    check = unchanged(m)
+    with pytest.raises(ArgumentError, match=r"unknown keyword argument\(s\) \['progres'\]; it takes "
+                                            r"\['context', 'decisions', 'doc'"):
+        m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.theta], progres=False)
+    check()
+    assert m.pref.is_fitted
+    assert isinstance(ArgumentError("x"), TypeError)
+
+
+@pytest.mark.parametrize("how", ["slice", "nested"])
+def test_decisions_as_a_slice_or_nested_list_say_how_to_pass_them(toy_model, unchanged, how):
+    m = toy_model
+    m.grid = pyo.Var(range(2), range(2))
+    decisions = [m.grid[0, :]] if how == "slice" else [[m.x[0], m.x[1]]]
+    hint = r"pyo.Reference\(m.y\[0, :\]\)" if how == "slice" else r"\['x\[0\]', 'x\[1\]'\] \(list\); pass one flat list"
+    check = unchanged(m)
+    with pytest.raises(DecisionError, match=hint):
+        m.pref = PreferenceObjective(decisions=decisions)
+    check()
+
+
+def test_an_empty_subset_of_candidates(toy_candidates):
+    empty = toy_candidates[np.zeros(len(toy_candidates), dtype=bool)]
+    assert isinstance(empty, Candidates)
+    assert len(empty) == 0 and empty.context.shape == (0, 2) and empty.u.shape == (0, 6)
+
+
+def test_integer_context_params_keep_their_integer_values(toy_pairs):
+    """sample and activate/deactivate leave an integer Param an int."""
+    m = build_toy_model()
+    m.shifts = pyo.Param(mutable=True, initialize=3, within=pyo.PositiveIntegers)
+    m.pref = PreferenceObjective(decisions=toy_decisions(m), context=[m.theta, m.shifts],
+                                 progress=False)
+    m.pref.sample([(0.5, 0.5, 2.0)], per_context=2, seed=0, **SAMPLE_OPTIONS)
+    assert type(m.shifts.value) is int and m.shifts.value == 3
+    pairs = dataclasses.replace(
+        toy_pairs, context=np.hstack([toy_pairs.context, np.full((len(toy_pairs), 1), 2.0)]),
+        context_names=m.pref.context_names,
+    )
+    m.pref.fit(pairs, seed=0, **FAST_FIT)
+    m.pref.activate((0.5, 0.5, 2.0))
+    assert type(m.shifts.value) is int and m.shifts.value == 2
+    m.pref.deactivate()
+    assert type(m.shifts.value) is int and m.shifts.value == 3
 
 
 # --------------------------------------------------------------------- classes

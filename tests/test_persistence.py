@@ -58,6 +58,15 @@ def test_save_load_round_trip(saved):
         assert after.constant == before.constant
 
 
+@pytest.mark.parametrize("progress", [True, False])
+def test_load_takes_the_constructors_progress(saved, capsys, progress):
+    _, path = saved
+    m2 = build_toy_model()
+    m2.pref = PreferenceObjective.load(path, progress=progress, solver_options={"limits/gap": 0.01})
+    m2.pref.sample([(0.5, 0.5)], per_context=2, seed=0)
+    assert ("sampling" in capsys.readouterr().err) is progress
+
+
 @pytest.mark.parametrize("call", ["activate", "cost", "sample", "decision_values", "n_context"])
 def test_a_loaded_objective_not_yet_on_a_model_says_so(saved, call):
     _, path = saved
