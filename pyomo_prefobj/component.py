@@ -153,6 +153,11 @@ def _check_arguments(decisions, context):
                 _check_item(item, ctype, what, error)
 
 
+# activate warns beyond this many standard deviations of the fitted contexts
+# (uniformly drawn training contexts reach 1.7).
+EXTRAPOLATION_LIMIT = 4.0
+
+
 def _param_value(param, value):
     """``value`` as a float, or as an ``int`` where it is integral and the
     domain of ``param`` (a ParamData) holds integers only."""
@@ -778,8 +783,12 @@ class PreferenceObjectiveData(BlockData):
 
         Raises:
             NotFittedError: before ``fit``.
-            ContextError: ``context`` has the wrong length.
+            ContextError: ``context`` has the wrong length, lies outside a
+                context Param's domain, or makes the learned cost overflow.
             ModelError: no single active nominal objective.
+
+        Warns where a context value lies more than ``EXTRAPOLATION_LIMIT``
+        (4) standard deviations from the mean of the fitted contexts.
         """
         if self.component("decision") is None:
             if self.parent_block() is None:
@@ -805,6 +814,7 @@ class PreferenceObjectiveData(BlockData):
                 f"{self.name}: the learned cost is not finite at context {values.tolist()}; "
                 "it lies far outside the contexts the objective was fitted on"
             )
+        self._warn_if_extrapolated(values)
         saved_context = self._saved_context if was_active else self._raw_context()
         try:
             self._prepare_learned_block(formulation, trust_region, span_penalty)
@@ -834,6 +844,20 @@ class PreferenceObjectiveData(BlockData):
         self._saved_context = saved_context
         self._formulation = formulation
         self._activation = dict(options)
+
+    def _warn_if_extrapolated(self, values):
+        """Warn where ``values`` lie far from the contexts of the fitted pairs."""
+        learner = self._learner
+        if not len(values):
+            return
+        deviation = np.abs(values - learner.context_mean_) / learner.context_scale_
+        k = int(np.argmax(deviation))
+        if deviation[k] > EXTRAPOLATION_LIMIT:
+            warn_user(
+                f"{self.name}: context value {float(values[k])!r} of {self.context_names[k]!r} "
+                f"lies {deviation[k]:.3g} standard deviations from the mean of the contexts "
+                "the objective was fitted on; the learned cost is extrapolated there"
+            )
 
     def deactivate(self):
         """Bring the nominal objective back and switch the learned one off.

@@ -600,6 +600,17 @@ def test_nominal_weight_prices_a_maximized_objective_negated(toy_pairs):
     assert extra == pytest.approx(-weight * pyo.value(m.profit.expr), rel=1e-6)
 
 
+def test_a_context_far_from_the_fitted_ones_warns(fitted_model, recwarn):
+    m = fitted_model
+    m.pref.activate(CONTEXT)  # within the fitted contexts (uniform in [0, 1])
+    assert not [w for w in recwarn if "extrapolated" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"context value 5.0 of 'theta\[0\]' lies [\d.]+ standard "
+                                         "deviations .* the learned cost is extrapolated there") as caught:
+        m.pref.activate((5.0, 0.5))
+    assert caught[0].filename.endswith("test_component.py")
+    assert active_objective(m) is m.pref.learned.objective
+
+
 def test_a_number_is_the_context_of_a_single_context_param():
     m = build_tiny_model()
     m.x0 = pyo.Param(mutable=True, initialize=0.0)
