@@ -32,6 +32,7 @@ reverse proxy) add ``--secure-cookies``. Any WSGI server can run
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -46,6 +47,18 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 SELECTOR_CHOICES = list(SELECTORS) + ["active"]
 LOSSES = ("hinge", "logistic", "flip")  # as pyomo_prefobj.learning.LOSSES (no torch import here)
+
+
+def _check_port_free(host, port):
+    """SystemExit with one line where ``host:port`` cannot be listened on
+    (another server holds it, or the address is not this machine's)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _positive_int(text):
@@ -176,7 +189,7 @@ def build_parser():
         help="epoch limit of each member's (re)fit (default 200)",
     )
     parser.add_argument(
-        "--max-rows", type=int, default=40,
+        "--max-rows", type=_positive_int, default=40,
         help="most differing decision values shown per pair (default 40)",
     )
     parser.add_argument(
@@ -302,6 +315,7 @@ def main(argv=None, out=None):
             "listening on %s: anyone who can reach this machine and holds a link can "
             "answer; put it behind HTTPS for use beyond a trusted network", args.host
         )
+    _check_port_free(args.host, args.port)
     from .webapp import create_app  # flask only when serving
 
     selector = build_selector(store, session, args, say)

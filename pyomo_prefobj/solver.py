@@ -197,6 +197,9 @@ class ScipSession:
             if epigraph is not None:
                 scip.freeTransform()
                 scip.delCons(epigraph)
+        if status == "userinterrupt":
+            # SCIP caught Ctrl-C: stop the caller's loop of solves too.
+            raise KeyboardInterrupt
         if status == "unbounded":
             # SCIP may hold a solution of an unbounded problem: an arbitrary
             # point of a ray, not an optimum.

@@ -61,7 +61,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -539,7 +539,7 @@ class PreferenceStore:
         self._candidates_cache = {}
         try:
             _Base.metadata.create_all(self.engine)
-        except OperationalError as exc:  # no such server, no access, not a database
+        except DatabaseError as exc:  # no such server, no access, a file that is not a database
             self.engine.dispose()
             raise StoreError(f"cannot open the database {self._display_url()}: {exc.orig}") from exc
         with self._sessionmaker.begin() as db:

@@ -168,10 +168,34 @@ def test_sampling_scip_options_come_from_the_command_line(argv, sampling):
     (["--fit-option", "min_epochs=5"], "fit option 'min_epochs' has a setting of its own"),
     (["--min-epochs", "-3"], "min_epochs must be an integer >= 0"),
     (["--json", "/proc/covid.json"], "cannot write /proc/covid.json: no file can be made in /proc"),
+    (["--results-dir", "/proc/results"], "cannot write /proc/results/phi_best.json"),
 ])
 def test_bad_settings_end_the_command_before_any_work(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_zero_components_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--components", "0"])
+    assert stop.value.code == 2
+    assert "--components: must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_results_dir_under_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert main(["--results-dir", str(tmp_path / "afile" / "results")]) == 2
+    assert "no file can be made in" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_the_command_with_one_line(monkeypatch, tmp_path, capsys):
+    def interrupted(settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run_experiment", interrupted)
+    assert main(["--json", str(tmp_path / "run.json"), "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip() == "python -m examples.covid19: interrupted; nothing was written"
+    assert not (tmp_path / "run.json").exists()
 
 
 def test_a_folder_as_the_json_path_is_refused(tmp_path, capsys):

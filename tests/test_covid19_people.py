@@ -106,6 +106,11 @@ def test_budgets_must_be_multiples_of_the_batch():
     (["raters", "--aggregated-option", "nosuch=1"], "unknown fit option"),
     (["active", "--members", "1"], "--members must be at least 2"),
     (["raters", "--json", "/proc/raters.json"], "cannot write /proc/raters.json"),
+    (["raters", "--figure", "r.png"], "--figure is an option of 'active', not of 'raters'"),
+    (["raters", "--top", "3"], "--top is an option of 'active', not of 'raters'"),
+    (["active", "--aggregated-option", "patience=1"],
+     "--aggregated-option is an option of 'raters', not of 'active'"),
+    (["active", "--pairs", "50"], "--pairs is an option of 'raters', not of 'active'"),
 ])
 def test_bad_options_end_the_command_before_sampling(argv, message, capsys):
     assert people.main(argv) == 2

@@ -641,6 +641,33 @@ def test_unbounded_nominal_objective_at_sample(unchanged):
     check()
 
 
+def test_ctrl_c_caught_by_scip_stops_sampling(toy_model, unchanged, monkeypatch):
+    """SCIP catches SIGINT and returns early ('userinterrupt'); sampling must
+    stop, not take the interrupted solve for a candidate. The interrupt comes
+    from SCIP itself (interruptSolve at the first node), as Ctrl-C does."""
+    import pyscipopt
+
+    class Interrupt(pyscipopt.Eventhdlr):
+        def eventinit(self):
+            self.model.catchEvent(pyscipopt.SCIP_EVENTTYPE.NODEFOCUSED, self)
+
+        def eventexec(self, event):
+            self.model.interruptSolve()
+
+    rebuild = pyomo_prefobj.solver.ScipSession.rebuild
+
+    def interrupted_rebuild(session):
+        rebuild(session)
+        session.scip.includeEventhdlr(Interrupt(), "interrupt", "Ctrl-C at the first node")
+
+    monkeypatch.setattr(pyomo_prefobj.solver.ScipSession, "rebuild", interrupted_rebuild)
+    pref = add_component(toy_model, solver_options={"presolving/maxrounds": 0})
+    check = unchanged(toy_model)
+    with pytest.raises(KeyboardInterrupt):
+        pref.sample([CONTEXT], per_context=2, seed=0)
+    check()
+
+
 def test_fixed_decision_without_a_value_at_sample(toy_model, unchanged):
     pref = add_component(toy_model)
     toy_model.x[2].fix()

@@ -106,6 +106,13 @@ def test_store_says_why_a_database_cannot_be_opened(url, message):
         PreferenceStore(url)
 
 
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    path = tmp_path / "candidates.npz"
+    path.write_bytes(b"PK\x03\x04 not an SQLite file" * 100)
+    with pytest.raises(StoreError, match="cannot open the database .*file is not a database"):
+        PreferenceStore(f"sqlite:///{path}")
+
+
 def test_store_names_a_missing_database_driver(monkeypatch):
     import builtins
 

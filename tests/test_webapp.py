@@ -403,6 +403,22 @@ def test_serve_setup_creates_then_reopens_the_session(tmp_path, candidates, url)
         serve.main(args, out=io.StringIO())
 
 
+def test_serve_says_in_one_line_that_the_port_is_taken(tmp_path, candidates, url):
+    import socket
+
+    path = tmp_path / "cands.npz"
+    candidates.save(path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        out = io.StringIO()
+        with pytest.raises(SystemExit, match=rf"error: cannot listen on 127.0.0.1:{port}: "
+                                             "Address already in use"):
+            serve.main(["--db", url, "--candidates", str(path), "--port", str(port)], out=out)
+    assert "serving on" not in out.getvalue()
+
+
 @pytest.mark.parametrize("port", ["0", "99999", "http"])
 def test_serve_refuses_a_port_out_of_range(capsys, port):
     with pytest.raises(SystemExit) as exit_info:

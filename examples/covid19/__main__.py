@@ -75,7 +75,7 @@ def _parser():
                                "the first epoch); the default of --sweep")
     learning.add_argument("--max-epochs", type=int, default=500, metavar="E",
                           help="epoch limit (default 500)")
-    learning.add_argument("--components", type=int, default=30, metavar="R",
+    learning.add_argument("--components", type=experiment.positive_int, default=30, metavar="R",
                           help="PCA coordinates of the learned objective (default 30)")
     learning.add_argument("--fit-option", action="append", default=[], metavar="KEY=VALUE",
                           type=experiment.key_value,
@@ -184,7 +184,8 @@ def main(argv=None):
     experiment.configure_logging(args.verbose)
     try:
         settings = settings_from_args(args)
-        experiment.check_output_paths(args.json, args.figure)
+        experiment.check_output_paths(args.json, args.figure,
+                                      experiment.results_cache_path(args.results_dir))
     except ValueError as exc:
         print(f"python -m examples.covid19: {exc}", file=sys.stderr)
         return 2
@@ -198,6 +199,8 @@ def main(argv=None):
         result = experiment.run_experiment(settings)
     except PreferenceObjectiveError as exc:
         return experiment.report_failure("python -m examples.covid19", exc, args.verbose)
+    except KeyboardInterrupt:
+        return experiment.report_interrupt("python -m examples.covid19")
     print(experiment.format_table(result))
     if args.json:
         experiment.save_json(result, args.json)

@@ -340,6 +340,8 @@ def best_composite(
     solver.optimize()
 
     status = solver.getStatus()
+    if status == "userinterrupt":  # SCIP caught Ctrl-C
+        raise KeyboardInterrupt
     if solver.getNSols() == 0:
         raise RuntimeError(
             f"best_composite: SCIP found no feasible decision (status {status!r})."

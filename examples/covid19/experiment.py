@@ -71,7 +71,7 @@ import numpy as np
 import pyomo.environ as pyo
 import threadpoolctl
 from pyomo.contrib.solver.common.factory import SolverFactory
-from pyomo.contrib.solver.common.results import SolutionStatus
+from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.core.expr.visitor import identify_mutable_parameters
 from tqdm.auto import tqdm
 
@@ -621,6 +621,17 @@ def report_failure(program, exc, verbose=False):
     return 1
 
 
+def report_interrupt(program):
+    """Print that a run was stopped (Ctrl-C) on one line; return exit status 130."""
+    print(f"{program}: interrupted; nothing was written", file=sys.stderr)
+    return 130
+
+
+def results_cache_path(results_dir):
+    """The ``phi_best`` cache file in ``results_dir`` (see :func:`best_reference`)."""
+    return os.path.join(results_dir, "phi_best.json")
+
+
 def given(value, default):
     """A command-line option's ``value`` unless it was left out (``None``);
     a 0 stays 0 (``value or default`` would replace it)."""
@@ -796,6 +807,9 @@ def _solve(m, solver, user, x0, time_limit, gap, options=None, warm_start=False)
         raise_exception_on_nonoptimal_result=False,
         warmstart_discrete_vars=warm_start,
     )
+    if results.termination_condition == TerminationCondition.interrupted:
+        # SCIP caught Ctrl-C and stopped early: not a result to count.
+        raise KeyboardInterrupt
     if results.solution_status in FEASIBLE:
         results.solution_loader.load_vars()
     seconds = time.perf_counter() - start
@@ -1094,7 +1108,7 @@ def best_reference(x0_values, time_limit=60.0, results_dir=DEFAULT_RESULTS_DIR, 
         ``status`` list, one entry per context.
     """
     runner = runner or _Runner(1, False)
-    path = os.path.join(results_dir, "phi_best.json")
+    path = results_cache_path(results_dir)
     cache = {}
     if os.path.exists(path):
         with open(path) as handle:

@@ -884,9 +884,9 @@ def _parser():
                              "options go into one extra fit)")
     parser.add_argument("--max-epochs", type=int, default=None, metavar="E",
                         help="epoch limit of every fit (default: the recommended settings')")
-    parser.add_argument("--components", type=int, default=None, metavar="R",
+    parser.add_argument("--components", type=experiment.positive_int, default=None, metavar="R",
                         help="PCA coordinates of every fit (default: the recommended "
-                             "settings')")
+                             "settings)")
     parser.add_argument("--span-penalty", type=float, default=None, metavar="A",
                         help="activate every fit with this span penalty (default: none; "
                              "see python -m examples.covid19 --help)")
@@ -933,11 +933,31 @@ def settings_from_args(args):
     return settings, options
 
 
+# Options that only one measurement reads (argparse dest names).
+_OWN_OPTIONS = {
+    "active": ("budgets", "batch", "members", "top", "captured_gain", "flip", "figure"),
+    "raters": ("pairs", "aggregated_option"),
+}
+
+
+def _refuse_other_measurements_options(parser, args):
+    """ValueError for an option the chosen measurement would ignore."""
+    for measurement, dests in _OWN_OPTIONS.items():
+        if measurement == args.measurement:
+            continue
+        for dest in dests:
+            if getattr(args, dest) != parser.get_default(dest):
+                raise ValueError(f"--{dest.replace('_', '-')} is an option of '{measurement}', "
+                                 f"not of '{args.measurement}'")
+
+
 def main(argv=None):
     """Run one measurement from the command line; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     experiment.configure_logging(args.verbose)
     try:
+        _refuse_other_measurements_options(parser, args)
         settings, options = settings_from_args(args)
         if args.measurement == "active":
             _check_budgets(options["budgets"], options["batch"])
@@ -949,7 +969,8 @@ def main(argv=None):
                                  f"rater; got {options['n_pairs']}")
             for variant in options["variants"]:
                 _with_options(settings, variant)  # a bad --aggregated-option fails here
-        experiment.check_output_paths(args.json, args.figure)
+        experiment.check_output_paths(args.json, args.figure,
+                                      experiment.results_cache_path(args.results_dir))
     except ValueError as exc:
         print(f"python -m examples.covid19.people: {exc}", file=sys.stderr)
         return 2
@@ -967,6 +988,8 @@ def main(argv=None):
             result = run_raters(settings, options["n_pairs"], variants=options["variants"])
     except PreferenceObjectiveError as exc:
         return experiment.report_failure("python -m examples.covid19.people", exc, args.verbose)
+    except KeyboardInterrupt:
+        return experiment.report_interrupt("python -m examples.covid19.people")
     print(format_active(result) if args.measurement == "active" else format_raters(result))
     if args.json:
         experiment.save_json(result, args.json)
