@@ -520,8 +520,7 @@ class PreferenceObjectiveData(BlockData):
         """
         self._check_built()
         contexts = self._check_contexts(contexts)
-        if isinstance(per_context, bool) or not isinstance(per_context, (int, np.integer)) or per_context < 1:
-            raise ModelError(f"{self.name}: per_context must be a positive integer; got {per_context!r}")
+        per_context = oracles.check_count(per_context, f"{self.name}: per_context", ModelError)
         for name, value in (("bias_weight", bias_weight), ("bias_width", bias_width)):
             if not _is_number(value) or value < 0:
                 raise ModelError(f"{self.name}: {name} must be a finite number >= 0; got {value!r}")
@@ -995,13 +994,15 @@ class PreferenceObjectiveData(BlockData):
             return
         learner = self._learner
         offset = np.asarray(values, dtype=float) - learner.mean_
-        z = learner.projection_ @ offset
+        # Within the trust region's bounds, if any: rounding may put a
+        # decision on their edge a hair outside. What follows derives from
+        # this z.
+        bounds = [block.z[j].bounds for j in range(len(learner.projection_))]
+        z = np.clip(learner.projection_ @ offset,
+                    [-np.inf if lower is None else lower for lower, _ in bounds],
+                    [np.inf if upper is None else upper for _, upper in bounds])
         for j, value in enumerate(z):
-            # Within the trust region's bounds: rounding may put a decision
-            # on their edge a hair outside.
-            lower, upper = block.z[j].bounds
-            block.z[j].set_value(float(np.clip(value, -np.inf if lower is None else lower,
-                                               np.inf if upper is None else upper)))
+            block.z[j].set_value(float(value))
         if block.component("w") is not None:
             w = (_scale(factor) * factor).T @ z
             for k, value in enumerate(w):

@@ -79,7 +79,8 @@ def bias_objective(session, decisions, nominal, scales, reference, weight):
             bound = scip.addVar(lb=0.0, ub=None)
             scip.addCons(bound >= (u[i] * (1.0 / float(scales[i]))) ** 2)
             squares.append(bound)
-    base = (sign / reference) * session.expression(nominal.expr, f"objective {nominal.name!r}") + per_term * quicksum(squares)
+    cost = session.expression(nominal.expr, f"objective {nominal.name!r}")
+    base = (sign / reference) * cost + per_term * quicksum(squares)
     inverse_square = 1.0 / scales ** 2
 
     def objective(target):
