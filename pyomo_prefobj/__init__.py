@@ -29,6 +29,7 @@ _EXPORTS = {
     "QuadraticCost": "quadratic",
     "SCIP_OPTIONS": "solver",
     "PersistentScip": "persistent",
+    "RoundsResult": "rounds",
     "PreferenceObjectiveError": "errors",
     "DecisionError": "errors",
     "ContextError": "errors",

@@ -43,6 +43,7 @@ from pyomo.core.base.indexed_component_slice import IndexedComponent_slice
 from pyomo.core.base.block import BlockData, declare_custom_block
 
 from . import oracles, sampling
+from . import rounds as rounds_module
 from .candidates import Candidates
 from .errors import (
     ArgumentError,
@@ -489,7 +490,7 @@ class PreferenceObjectiveData(BlockData):
     # Stage 1: sampling
     # ------------------------------------------------------------------
     def sample(self, contexts=None, per_context=20, seed=0, bias_weight=1.0,
-               bias_width=1.0, time_limit=30.0, progress=None):
+               bias_width=1.0, time_limit=30.0, progress=None, around=None):
         """Sample feasible decisions by nominal and biased solves (stage 1 of the method).
 
         Args:
@@ -505,6 +506,12 @@ class PreferenceObjectiveData(BlockData):
             time_limit: seconds per solve; a solve stopped by it keeps its
                 best feasible solution.
             progress: show a progress bar (default: the component's setting).
+            around: array ``(m, d)``, one decision per context, to draw the
+                bias targets around instead of the nominal optimum ``u*``
+                (for example the learned objective's decisions, to sample
+                near them, as :meth:`ask_in_rounds` does).
+                The nominal decision is still solved and kept; the scales
+                ``s`` are the same as without it.
 
         Returns:
             Candidates: distinct feasible decisions, each with its context
@@ -528,6 +535,15 @@ class PreferenceObjectiveData(BlockData):
             raise ModelError(f"{self.name}: time_limit must be a number of seconds > 0 or None; "
                              f"got {time_limit!r}")
         _check_seed(seed, self.name)
+        if around is not None:
+            around = _float_array(around, f"{self.name}: around must hold numbers; got {around!r}")
+            if around.shape != (len(contexts), self.n_decisions):
+                raise ModelError(
+                    f"{self.name}: around must have one decision per context, shape "
+                    f"({len(contexts)}, {self.n_decisions}); got shape {around.shape}"
+                )
+            if not np.all(np.isfinite(around)):
+                raise ModelError(f"{self.name}: around holds NaN or inf")
         show = self._progress if progress is None else progress
         nominal = self._find_nominal()
         model = self.model()
@@ -588,8 +604,9 @@ class PreferenceObjectiveData(BlockData):
                 objective = sampling.bias_objective(
                     session, variables, nominal, scales, reference, bias_weight
                 )
+                centre = optimum[0] if around is None else around[g]
                 for _ in range(per_context - 1):
-                    target = optimum[0] + scales * rng.uniform(-bias_width, bias_width, len(scales))
+                    target = centre + scales * rng.uniform(-bias_width, bias_width, len(scales))
                     if session.minimize(objective(target)) is not None:
                         rows.append((g, self._read(variables, integer), pyo.value(nominal.expr)))
                     bar.update(1)
@@ -649,6 +666,72 @@ class PreferenceObjectiveData(BlockData):
             self._refuse_other_decisions(candidates, "candidates")
         show = self._progress if progress is None else progress
         return oracles.ask(candidates, n_pairs, oracle, seed=seed, progress=show, rater=rater)
+
+    def ask_in_rounds(self, candidates, n_pairs, oracle, rounds=3, initial=None, per_context=9,
+                      bias_width=0.2, bias_weight=1000.0, activation=None, solver=None,
+                      solve_options=None, fit_options=None, sample_options=None, seed=None,
+                      progress=None, rater=""):
+        """Ask in rounds, the later questions about decisions near the learned optimum.
+
+        ``initial`` random pairs of ``candidates`` first; then, ``rounds``
+        times: fit, solve the model with the learned objective at each
+        context of ``candidates`` (``u_r``), sample ``per_context`` decisions
+        around each ``u_r`` (``sample(around=...)``), and ask random pairs of
+        those (``u_r`` among them) at the same context; a last fit on every
+        answer. See :mod:`pyomo_prefobj.rounds`.
+
+        Args:
+            candidates: :class:`Candidates` (from :meth:`sample`).
+            n_pairs: questions in all, the rounds' included.
+            oracle: ``oracle(a, b)``, as for :meth:`ask`.
+            rounds: rounds of local questions (0: :meth:`ask` and
+                :meth:`fit`).
+            initial: random questions first (default ``n_pairs // 2``); the
+                rest is split evenly over the rounds.
+            per_context: solves per context and round in the local sampling
+                (the nominal one included); ``u_r`` is added to them.
+            bias_width, bias_weight: the local sampling's ``w`` and
+                ``lambda`` (see :meth:`sample`): narrow targets, held to
+                strongly, keep the new decisions near ``u_r``.
+            activation: keyword arguments of :meth:`activate` for the solves
+                (e.g. ``{"span_penalty": 0.03}``).
+            solver: a Pyomo solver object; each solve is
+                ``solver.solve(model, **solve_options)`` and must load the
+                solution (default: :class:`~pyomo_prefobj.PersistentScip`
+                with ``solver_options=SCIP_OPTIONS``).
+            solve_options: keyword arguments of ``solver.solve``.
+            fit_options: keyword arguments of :meth:`fit` (``seed``,
+                ``loss``, ``min_epochs``, ...), the same for every fit.
+            sample_options: further keyword arguments of :meth:`sample`
+                (``time_limit``).
+            seed: seed of the questions and the local sampling.
+            progress: show a progress bar of the rounds (default: the
+                component's setting).
+            rater: name stored with every answer.
+
+        Returns:
+            RoundsResult: ``pairs`` (every answer), ``candidates`` (the
+            initial and every local candidate), ``reports`` (one
+            :class:`FitReport` per fit) and ``decisions`` (each round's
+            ``u_r``). The component holds the last fit, on every answer; the
+            model's variable values are left as they were. An oracle's
+            :class:`StopAsking` ends the rounds with the answers so far (and
+            a last fit on them).
+
+        Raises:
+            ModelError: bad counts or options, or the learned objective is
+                active (deactivate it first).
+            PairsError: ``candidates`` are not this component's.
+        """
+        self._check_built()
+        _check_seed(seed, self.name)
+        return rounds_module.ask_in_rounds(
+            self, candidates, n_pairs, oracle, rounds=rounds, initial=initial,
+            per_context=per_context, bias_width=bias_width, bias_weight=bias_weight,
+            activation=activation, solver=solver, solve_options=solve_options,
+            fit_options=fit_options, sample_options=sample_options, seed=seed,
+            progress=progress, rater=rater,
+        )
 
     # ------------------------------------------------------------------
     # Stage 4: learning

@@ -95,6 +95,19 @@ def _parser():
                           help="penalize the l1 distance of the surrogate's solution from "
                                "the PCA span of the sampled decisions, A times the learned "
                                "curvature (try 0.03; default: none, the paper's)")
+    questions = parser.add_argument_group("questions in rounds")
+    questions.add_argument("--rounds", type=experiment.non_negative_int, default=0, metavar="N",
+                           help="ask part of the pairs in N rounds about decisions sampled "
+                                "near the learned decisions (PreferenceObjective."
+                                "ask_in_rounds; default 0: random pairs only, the paper's)")
+    questions.add_argument("--round-initial", type=float, default=0.5, metavar="F",
+                           help="with --rounds, the share of the pairs asked at random "
+                                "first (default 0.5)")
+    questions.add_argument("--round-candidates", type=int, default=9, metavar="K",
+                           help="with --rounds, decisions sampled per training context and "
+                                "round (default 9)")
+    questions.add_argument("--round-width", type=float, default=0.2, metavar="W",
+                           help="with --rounds, bias width of that sampling (default 0.2)")
     solving = parser.add_argument_group("solving and baselines")
     solving.add_argument("--gap", type=float, default=None, metavar="G",
                          help="SCIP relative gap of the evaluation solves (default: "
@@ -166,6 +179,10 @@ def settings_from_args(args):
         trust_region=args.trust_region,
         tie_break=args.tie_break,
         span_penalty=args.span_penalty,
+        rounds=args.rounds,
+        round_initial=args.round_initial,
+        round_candidates=args.round_candidates,
+        round_width=args.round_width,
         solve_gap=args.gap,
         scip_options=scip_options,
         solve_time_limit=args.time_limit,

@@ -155,6 +155,14 @@ class ExperimentSettings:
             (``None``: the paper's, none).
         span_penalty: ``activate``'s penalty on the distance from the PCA
             span of the sampled decisions (``None``: the paper's, none).
+        rounds: rounds of questions near the learned decisions
+            (``PreferenceObjective.ask_in_rounds``; 0: the paper's random
+            pairs only).
+        round_initial: with ``rounds``, the share of the pairs asked at
+            random first (the rest is split over the rounds).
+        round_candidates: with ``rounds``, decisions sampled per training
+            context and round (``ask_in_rounds``' ``per_context``).
+        round_width: with ``rounds``, ``bias_width`` of that sampling.
         scip_options: further SCIP parameters of the nominal, surrogate and
             one-swap solves (e.g. ``{"presolving/maxrestarts": 0}``).
         solve_gap: SCIP relative gap of the nominal, surrogate and one-swap
@@ -193,6 +201,10 @@ class ExperimentSettings:
     trust_region: float = None
     tie_break: float = None
     span_penalty: float = None
+    rounds: int = 0
+    round_initial: float = 0.5
+    round_candidates: int = 9
+    round_width: float = 0.2
     solve_gap: float = None
     scip_options: dict = dataclasses.field(default_factory=dict)
     solve_time_limit: float = 120.0
@@ -231,6 +243,23 @@ class ExperimentSettings:
             )
         if not self.pair_coverage > 0:
             raise ValueError(f"ExperimentSettings.pair_coverage must be > 0; got {self.pair_coverage}")
+        if self.rounds < 0:
+            raise ValueError(f"ExperimentSettings.rounds must be >= 0; got {self.rounds}")
+        if not 0.0 < self.round_initial < 1.0:
+            raise ValueError(
+                f"ExperimentSettings.round_initial must lie in (0, 1); got {self.round_initial}"
+            )
+        if self.round_candidates < 2:
+            raise ValueError(
+                f"ExperimentSettings.round_candidates must be >= 2; got {self.round_candidates}"
+            )
+        if not (math.isfinite(self.round_width) and self.round_width > 0):
+            raise ValueError(f"ExperimentSettings.round_width must be > 0; got {self.round_width}")
+        if self.rounds and any(p - int(p * self.round_initial) < self.rounds for p in self.pairs):
+            raise ValueError(
+                f"ExperimentSettings: {self.rounds} rounds need at least one question each; "
+                f"the smallest pair count {min(self.pairs)} leaves fewer after the random ones"
+            )
         if self.n_jobs != -1 and self.n_jobs < 1:
             raise ValueError(f"ExperimentSettings.n_jobs must be >= 1 or -1; got {self.n_jobs}")
         for name, option in self.activation.items():
@@ -948,17 +977,23 @@ def fit_with_settings(pref, pairs, candidates, seed, settings, loss=None):
             ``min_epochs``, ``max_epochs``, ``fit_options``).
         loss: a loss instead of ``settings.loss`` (e.g. ``"flip"``).
     """
-    return pref.fit(
-        pairs,
-        n_components=settings.n_components,
-        seed=seed,
-        candidates=candidates,
-        loss=settings.loss if loss is None else loss,
-        min_epochs=settings.min_epochs,
-        max_epochs=settings.max_epochs,
-        progress=False,
+    options = fit_keywords(settings, seed)
+    if loss is not None:
+        options["loss"] = loss
+    return pref.fit(pairs, candidates=candidates, **options)
+
+
+def fit_keywords(settings, seed):
+    """The keyword arguments of ``fit`` for the training of ``settings``."""
+    return {
+        "n_components": settings.n_components,
+        "seed": seed,
+        "loss": settings.loss,
+        "min_epochs": settings.min_epochs,
+        "max_epochs": settings.max_epochs,
+        "progress": False,
         **settings.fit_options,
-    )
+    }
 
 
 def fit_summary(report):
@@ -973,20 +1008,53 @@ def fit_summary(report):
     }
 
 
+def fit_in_rounds(pref, candidates, seed, n_pairs, oracle, settings):
+    """``pref.ask_in_rounds`` with the rounds, training and solver settings
+    of ``settings``; returns the last FitReport."""
+    result = pref.ask_in_rounds(
+        candidates,
+        n_pairs,
+        oracle,
+        rounds=settings.rounds,
+        initial=int(n_pairs * settings.round_initial),
+        per_context=settings.round_candidates,
+        bias_width=settings.round_width,
+        bias_weight=settings.bias_weight,
+        activation=settings.activation,
+        solver=_solver(),
+        solve_options={
+            "solver_options": _scip_options(settings.solve_gap, settings.scip_options),
+            "time_limit": settings.solve_time_limit,
+        },
+        fit_options=fit_keywords(settings, seed),
+        sample_options={"time_limit": settings.sample_time_limit},
+        seed=seed,
+        progress=False,
+    )
+    return result.pairs, result.reports[-1]
+
+
 def fit_configuration(candidates, seed, n_pairs, flip, settings, path):
     """Ask ``n_pairs`` pairs (``flip`` inverted) and fit; save the fit to ``path``.
+
+    With ``settings.rounds``, the questions are asked in rounds
+    (:func:`fit_in_rounds`) and ``ask`` holds the time of the whole loop.
 
     Returns:
         dict: ``n_answered``, the fit summary and the seconds of ask and fit.
     """
-    m = _model()
+    m = _model(settings.sample_gap, settings.sample_options)
     user = SimulatedUser()
     start = time.perf_counter()
     oracle = ScoreOracle(_composite_score(user), flip=flip, seed=seed)
-    pairs = m.pref.ask(candidates, n_pairs, oracle, seed=seed, progress=False)
-    asked = time.perf_counter()
-    report = fit_with_settings(m.pref, pairs, candidates, seed, settings)
-    fitted = time.perf_counter()
+    if settings.rounds:
+        pairs, report = fit_in_rounds(m.pref, candidates, seed, n_pairs, oracle, settings)
+        asked = fitted = time.perf_counter()
+    else:
+        pairs = m.pref.ask(candidates, n_pairs, oracle, seed=seed, progress=False)
+        asked = time.perf_counter()
+        report = fit_with_settings(m.pref, pairs, candidates, seed, settings)
+        fitted = time.perf_counter()
     m.pref.save(path)
     return {
         "n_answered": len(pairs),
