@@ -4,7 +4,8 @@ Tiny sizes (3 training contexts of 4-6 candidates, 1 evaluation context,
 short training) run each measurement end to end in seconds:
 
 * ``active``: through the command line, one wins entry per budget and arm,
-  the JSON, the figure; the active questions of a budget are exactly those
+  the JSON, the figure (the rounds arm, ``ask_in_rounds``, beside random
+  pairs too); the active questions of a budget are exactly those
   of a shorter ``ask_active`` run (the prefix the measurement relies on);
   the training comes from ``experiment.RECOMMENDED_TRAINING``, not a copy.
 * ``raters``: every rater answers its share, the reliable ones for the user
@@ -73,6 +74,22 @@ def test_active_command_line_gives_one_point_per_budget(tmp_path, capsys):
     assert "pairs (captured gain):" in printed or "half the pairs (captured gain)" in printed
 
 
+@pytest.mark.filterwarnings("ignore:fit on 3 pairs")  # the tiny initial fit
+def test_the_rounds_arm_runs_beside_random_pairs(tmp_path, capsys):
+    json_path = tmp_path / "rounds.json"
+    args = ["active", *TINY_ARGS, "--budgets", "6", "12", "--batch", "6", "--arms", "rounds",
+            "--rounds", "1", "--json", str(json_path)]
+    assert people.main(args) == 0
+    data = json.loads(json_path.read_text())
+    assert data["arms"] == ["random", "rounds"] and data["rounds"] == 1
+    assert set(data["wins"]) == {"random", "rounds"}
+    # Half the budget at random, the rest in one round about new local candidates.
+    assert data["n_answered"]["rounds"]["0"] == [6, 12]
+    printed = capsys.readouterr().out
+    assert "Rounds needs <= half of 12 (6) pairs (wins):" in printed
+    assert "rounds: half the pairs at random, the rest in 1 rounds" in printed
+
+
 @pytest.mark.filterwarnings("ignore:fit on 4 pairs")  # batches of 4 on purpose
 def test_active_questions_are_those_of_a_shorter_ask_active_run(covid_candidates, tiny_settings):
     asked = people.active_questions(covid_candidates, 0, (4, 8, 12), 0.0, tiny_settings,
@@ -111,6 +128,9 @@ def test_budgets_must_be_multiples_of_the_batch():
     (["active", "--aggregated-option", "patience=1"],
      "--aggregated-option is an option of 'raters', not of 'active'"),
     (["active", "--pairs", "50"], "--pairs is an option of 'raters', not of 'active'"),
+    (["active", "--arms", "rounds"], "the rounds arm needs --rounds N"),
+    (["active", "--rounds", "2"], "--rounds is an option of the rounds arm; add it to --arms"),
+    (["raters", "--rounds", "2"], "--rounds is an option of 'active', not of 'raters'"),
 ])
 def test_bad_options_end_the_command_before_sampling(argv, message, capsys):
     assert people.main(argv) == 2

@@ -22,10 +22,16 @@ of the package's public API:
       loop is sequential and seeded, so a shorter run is a prefix of a
       longer one (``tests/test_covid19_people.py`` checks it).
 
-    Both fits use the recommended training and are solved at the evaluation
+    * *rounds* (with ``--rounds N``): ``B`` pairs asked with
+      ``m.pref.ask_in_rounds`` (half at random, the rest in ``N`` rounds
+      about decisions sampled near the learned decisions), exactly the
+      experiment's configuration of ``B`` pairs with ``--rounds N``.
+
+    ``--arms`` picks which of them run (default: random and active). Every
+    fit uses the recommended training and is solved at the evaluation
     contexts; a win is a context where the surrogate's composite cost
     ``phi`` is strictly below the nominal decision's. The result is the
-    curve of wins against pairs and the pairs active selection needs to
+    curve of wins against pairs and the pairs each selection needs to
     reach the mean wins of random selection at the largest budget.
 
 ``raters``: one surrogate from several raters who disagree.
@@ -84,6 +90,18 @@ ACTIVE_BATCH = 28
 
 ENSEMBLE_MEMBERS = 5
 """Members of the ensemble whose disagreement picks the active questions."""
+
+ARMS = ("random", "active", "rounds")
+"""The ways of choosing questions the ``active`` measurement can compare."""
+
+DEFAULT_ARMS = ("random", "active")
+"""The arms run unless ``--arms`` says otherwise."""
+
+ARM_STYLE = {
+    "random": ("tab:gray", "o"),
+    "active": ("tab:blue", "s"),
+    "rounds": ("tab:green", "^"),
+}
 
 RATER_PAIRS = 448
 """Pairs answered by all raters together in the ``raters`` measurement."""
@@ -272,7 +290,10 @@ class ActiveResult:
         flip: share of the simulated user's answers inverted.
         batch, n_members: the active loop's batch size and ensemble size.
         top: ``ask_active``'s ``top`` (``None``: every pair).
-        wins: ``{"random": (n_seeds, n_budgets), "active": ...}`` integer arrays.
+        arms: the arms run, ``"random"`` first.
+        rounds: the rounds of the ``"rounds"`` arm (0 when it did not run).
+        wins: ``{"random": (n_seeds, n_budgets), "active": ...}`` integer
+            arrays, one per arm.
         captured_gain: same layout, the mean captured gain over the
             evaluation contexts (``None`` unless ``settings.baselines``).
         n_answered: same layout, pairs answered (ties dropped).
@@ -288,6 +309,8 @@ class ActiveResult:
     batch: int
     n_members: int
     top: int
+    arms: tuple
+    rounds: int
     wins: dict
     captured_gain: dict
     n_answered: dict
@@ -320,6 +343,8 @@ class ActiveResult:
             "batch": self.batch,
             "n_members": self.n_members,
             "top": self.top,
+            "arms": list(self.arms),
+            "rounds": self.rounds,
             "eval_contexts": self.eval_contexts,
             "wins": {arm: {str(s): w.tolist() for s, w in zip(self.settings.seeds, wins)}
                      for arm, wins in self.wins.items()},
@@ -357,9 +382,22 @@ def _check_budgets(budgets, batch):
     return budgets
 
 
+def check_arms(arms, rounds):
+    """The arms to run, ``"random"`` first; ValueError for unknown ones."""
+    arms = tuple(dict.fromkeys(("random",) + tuple(arms)))
+    unknown = [arm for arm in arms if arm not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm {unknown[0]!r}; the arms are {', '.join(ARMS)}")
+    if "rounds" in arms and not rounds:
+        raise ValueError("the rounds arm needs --rounds N (N >= 1)")
+    if rounds and "rounds" not in arms:
+        raise ValueError("--rounds is an option of the rounds arm; add it to --arms")
+    return arms
+
+
 def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
-               n_members=ENSEMBLE_MEMBERS, top=None):
-    """Wins of random and active pairs at each budget, for every seed.
+               n_members=ENSEMBLE_MEMBERS, top=None, arms=DEFAULT_ARMS, rounds=0):
+    """Wins of each arm's pairs (random, active, rounds) at each budget, for every seed.
 
     Args:
         settings: :class:`~examples.covid19.experiment.ExperimentSettings`,
@@ -372,6 +410,9 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         n_members: ensemble size.
         top: ask only about pairs with one of the ``top`` candidates the
             ensemble ranks best (``None``: every pair).
+        arms: which of :data:`ARMS` to run; ``"random"`` always runs (it
+            sets the target).
+        rounds: rounds of the ``"rounds"`` arm (``ask_in_rounds``).
 
     With ``settings.baselines`` every fit's captured gain is measured too
     (``phi_best`` from :func:`examples.covid19.experiment.best_reference`,
@@ -381,6 +422,7 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         ActiveResult
     """
     budgets = _check_budgets(budgets, batch)
+    arms = check_arms(arms, rounds)
     start = time.perf_counter()
     runner = experiment._Runner(settings.n_jobs, settings.progress)
     eval_x0 = experiment.contexts(settings.eval_contexts)
@@ -392,18 +434,20 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         (active_questions,
          (candidates[seed], seed, budgets, flip, settings, batch, n_members, top))
         for seed in settings.seeds
-    ])
+    ]) if "active" in arms else []
+    in_rounds = dataclasses.replace(settings, rounds=int(rounds))
     workdir = tempfile.mkdtemp(prefix="covid19_people_")
     try:
-        runs = [(seed, arm, budget) for seed in settings.seeds for arm in ("random", "active")
+        runs = [(seed, arm, budget) for seed in settings.seeds for arm in arms
                 for budget in budgets]
         paths = [os.path.join(workdir, f"fit_{seed}_{arm}_{budget}.npz")
                  for seed, arm, budget in runs]
         tasks = []
         for (seed, arm, budget), path in zip(runs, paths):
-            if arm == "random":
+            if arm in ("random", "rounds"):
                 tasks.append((experiment.fit_configuration,
-                              (candidates[seed], seed, budget, flip, settings, path)))
+                              (candidates[seed], seed, budget, flip,
+                               settings if arm == "random" else in_rounds, path)))
             else:
                 active = asked[settings.seeds.index(seed)]
                 prefix = active["pairs"].subset(np.arange(active["answered"][budget]))
@@ -414,9 +458,9 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         shutil.rmtree(workdir, ignore_errors=True)
 
     shape = (len(settings.seeds), len(budgets))
-    wins = {arm: np.zeros(shape, dtype=int) for arm in ("random", "active")}
-    answered = {arm: np.zeros(shape, dtype=int) for arm in ("random", "active")}
-    gains = {arm: np.zeros(shape) for arm in ("random", "active")} if best else None
+    wins = {arm: np.zeros(shape, dtype=int) for arm in arms}
+    answered = {arm: np.zeros(shape, dtype=int) for arm in arms}
+    gains = {arm: np.zeros(shape) for arm in arms} if best else None
     for (seed, arm, budget), fit, surrogate in zip(runs, fits, solutions):
         position = (settings.seeds.index(seed), budgets.index(budget))
         wins[arm][position] = _wins(surrogate, nominal)
@@ -431,6 +475,8 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         batch=int(batch),
         n_members=int(n_members),
         top=None if top is None else int(top),
+        arms=arms,
+        rounds=int(rounds) if "rounds" in arms else 0,
         wins=wins,
         captured_gain=gains,
         n_answered=answered,
@@ -441,77 +487,100 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
     )
 
 
+def arm_label(result, arm):
+    """How an arm is named in tables and plots."""
+    if arm == "active":
+        return ("active pairs (ensemble disagreement"
+                + ("" if result.top is None else f", top {result.top}") + ")")
+    if arm == "rounds":
+        return f"pairs in {result.rounds} rounds near the learned decisions"
+    return "random pairs"
+
+
 def format_active(result):
     """Text table of wins per budget (mean, std and per seed) and the pairs needed."""
     seeds = result.settings.seeds
-    header = ["pairs", "random: mean (std)", "random per seed", "active: mean (std)",
-              "active per seed"]
+    arms = result.arms
+    header = ["pairs"]
+    for arm in arms:
+        header += [f"{arm}: mean (std)", f"{arm} per seed"]
     rows = []
     for k, budget in enumerate(result.budgets):
         row = [str(budget)]
-        for arm in ("random", "active"):
+        for arm in arms:
             wins = result.wins[arm][:, k]
             row += [f"{wins.mean():.1f} ({wins.std():.1f})", " ".join(str(w) for w in wins)]
         rows.append(row)
-    needed = {arm: result.pairs_needed(arm) for arm in ("random", "active")}
+    needed = {arm: result.pairs_needed(arm) for arm in arms}
 
     def show(value):
         return "not reached" if value is None else f"{value} pairs"
 
+    described = []
+    if "active" in arms:
+        described.append(
+            f"active: ensemble of {result.n_members}, batches of {result.batch}, "
+            + ("every open pair" if result.top is None else
+               f"pairs with one of the {result.top} best-ranked candidates of their context"))
+    if "rounds" in arms:
+        described.append(f"rounds: half the pairs at random, the rest in {result.rounds} rounds")
     lines = [
         f"Wins out of {result.eval_contexts} evaluation contexts, {len(seeds)} seed(s) "
         f"{list(seeds)}, {result.settings.train_contexts} training contexts x "
         f"{result.settings.candidates_per_context} candidates, "
-        f"{round(100 * result.flip)}% flipped answers; active: ensemble of "
-        f"{result.n_members}, batches of {result.batch}, "
-        + ("every open pair." if result.top is None else
-           f"pairs with one of the {result.top} best-ranked candidates of their context."),
+        f"{round(100 * result.flip)}% flipped answers"
+        + "".join(f"; {text}" for text in described) + ".",
         *experiment._text_table(header, rows),
         "",
         f"Target: the mean wins of {result.budgets[-1]} random pairs, {result.target:.2f}.",
-        f"Pairs needed to reach it (smallest budget run): active {show(needed['active'])}, "
-        f"random {show(needed['random'])}.",
+        "Pairs needed to reach it (smallest budget run): "
+        + ", ".join(f"{arm} {show(needed[arm])}" for arm in arms) + ".",
     ]
-    lines.append(_half_the_pairs_verdict(result, needed["active"], "wins"))
-    if min(result.mean_wins("random").min(), result.mean_wins("active").min()) >= result.eval_contexts:
+    for arm in arms[1:]:
+        lines.append(_half_the_pairs_verdict(result, needed[arm], "wins", arm))
+    if min(result.mean_wins(arm).min() for arm in arms) >= result.eval_contexts:
         lines.append("Every fit wins every context: the wins cannot separate the arms; "
                      "compare the captured gain (--captured-gain).")
     if result.captured_gain is not None:
-        gains = {arm: result.captured_gain[arm].mean(axis=0) for arm in ("random", "active")}
+        gains = {arm: result.captured_gain[arm].mean(axis=0) for arm in arms}
         lines += ["", "Captured gain (mean over the evaluation contexts), mean over seeds and per seed:"]
         lines += experiment._text_table(
-            ["pairs", "random", "random per seed", "active", "active per seed"],
+            ["pairs"] + [text for arm in arms for text in (arm, f"{arm} per seed")],
             [[str(budget)] + [
                 value
-                for arm in ("random", "active")
+                for arm in arms
                 for value in (f"{gains[arm][k]:.3f}",
                               " ".join(f"{g:.2f}" for g in result.captured_gain[arm][:, k]))
             ] for k, budget in enumerate(result.budgets)],
         )
         target = float(gains["random"][-1])
-        needed_gain = pairs_needed(result.budgets, gains["active"], target)
+        needed_gain = {arm: pairs_needed(result.budgets, gains[arm], target) for arm in arms[1:]}
         lines.append(f"Target: the mean captured gain of {result.budgets[-1]} random pairs, "
-                     f"{target:.3f}; active: {show(needed_gain)}.")
-        lines.append(_half_the_pairs_verdict(result, needed_gain, "captured gain"))
-    asking = ", ".join(f"seed {s}: {v:.0f}s" for s, v in result.ask_seconds.items())
+                     f"{target:.3f}; " + ", ".join(f"{arm}: {show(needed_gain[arm])}"
+                                                    for arm in arms[1:]) + ".")
+        for arm in arms[1:]:
+            lines.append(_half_the_pairs_verdict(result, needed_gain[arm], "captured gain", arm))
+    if result.ask_seconds:
+        asking = ", ".join(f"seed {s}: {v:.0f}s" for s, v in result.ask_seconds.items())
+        lines.append(f"Active asking (ensemble refits included): {asking}.")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
-    lines.append(f"Active asking (ensemble refits included): {asking}.")
     lines.append(f"Wall time {result.wall_seconds:.1f}s ({stages}; "
                  f"n_jobs={result.settings.n_jobs}).")
     return "\n".join(lines)
 
 
-def _half_the_pairs_verdict(result, needed, measure):
-    """The line saying whether active pairs reach the target with half the pairs."""
+def _half_the_pairs_verdict(result, needed, measure, arm="active"):
+    """The line saying whether ``arm``'s pairs reach the target with half the pairs."""
     half = result.budgets[-1] / 2
+    name = arm.capitalize()
     if needed is None:
-        return f"Active needs <= half the pairs ({measure}): not met (target not reached)."
+        return f"{name} needs <= half the pairs ({measure}): not met (target not reached)."
     verdict = "met" if needed <= half else "not met"
-    return f"Active needs <= half of {result.budgets[-1]} ({half:g}) pairs ({measure}): {verdict}."
+    return f"{name} needs <= half of {result.budgets[-1]} ({half:g}) pairs ({measure}): {verdict}."
 
 
 def plot_active(result, path):
-    """Wins against pairs, mean +- std over seeds, random and active, as a PNG.
+    """Wins against pairs, mean +- std over seeds, one line per arm, as a PNG.
 
     With captured gains (``--captured-gain``) a second panel shows them the
     same way: where every fit wins (e.g. with the span penalty) the wins
@@ -540,10 +609,10 @@ def _plot_active_panel(ax, result, name, values, ylabel, ylim, digits):
     """One measure (arm -> array (seeds, budgets)) against pairs on ``ax``;
     ``digits``: decimals in the label of the largest random budget's line."""
     budgets = np.array(result.budgets)
-    for arm, color, marker in (("random", "tab:gray", "o"), ("active", "tab:blue", "s")):
+    for arm in result.arms:
+        color, marker = ARM_STYLE[arm]
         mean, std = values[arm].mean(axis=0), values[arm].std(axis=0)
-        label = ("random pairs" if arm == "random" else "active pairs (ensemble disagreement"
-                 + ("" if result.top is None else f", top {result.top}") + ")")
+        label = arm_label(result, arm)
         ax.plot(budgets, mean, color=color, marker=marker, lw=1.5, label=label)
         ax.fill_between(budgets, mean - std, mean + std, color=color, alpha=0.2, lw=0)
     target = values["random"][:, -1].mean()
@@ -869,6 +938,14 @@ def _parser():
     parser.add_argument("--top", type=experiment.positive_int, default=None, metavar="K",
                         help="active: ask only about pairs with one of the K candidates "
                              "the ensemble ranks best at their context (default: every pair)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(DEFAULT_ARMS),
+                        metavar="ARM",
+                        help="active: the ways of choosing questions to compare, of "
+                             f"{', '.join(ARMS)} (default: {' '.join(DEFAULT_ARMS)}; "
+                             "random always runs)")
+    parser.add_argument("--rounds", type=experiment.non_negative_int, default=0, metavar="N",
+                        help="active: rounds of the rounds arm (PreferenceObjective."
+                             "ask_in_rounds; needed with --arms ... rounds)")
     parser.add_argument("--captured-gain", action="store_true",
                         help="active: also measure each fit's captured gain (phi_best from "
                              "the experiment's cache in --results-dir, solved where missing)")
@@ -928,14 +1005,16 @@ def settings_from_args(args):
         overrides["span_penalty"] = args.span_penalty
     settings = experiment.recommended_settings(**overrides)
     options = {"budgets": budgets, "batch": batch, "n_members": args.members, "top": args.top,
-               "flip": args.flip, "n_pairs": rater_pairs,
+               "flip": args.flip, "n_pairs": rater_pairs, "arms": tuple(args.arms),
+               "rounds": args.rounds,
                "variants": [dict(args.aggregated_option)] if args.aggregated_option else []}
     return settings, options
 
 
 # Options that only one measurement reads (argparse dest names).
 _OWN_OPTIONS = {
-    "active": ("budgets", "batch", "members", "top", "captured_gain", "flip", "figure"),
+    "active": ("budgets", "batch", "members", "top", "captured_gain", "flip", "figure", "arms",
+               "rounds"),
     "raters": ("pairs", "aggregated_option"),
 }
 
@@ -961,6 +1040,7 @@ def main(argv=None):
         settings, options = settings_from_args(args)
         if args.measurement == "active":
             _check_budgets(options["budgets"], options["batch"])
+            check_arms(options["arms"], options["rounds"])
             if options["n_members"] < 2:
                 raise ValueError(f"--members must be at least 2 (an ensemble); got {options['n_members']}")
         else:
@@ -983,7 +1063,8 @@ def main(argv=None):
     try:
         if args.measurement == "active":
             result = run_active(settings, options["budgets"], options["flip"], options["batch"],
-                                options["n_members"], options["top"])
+                                options["n_members"], options["top"], options["arms"],
+                                options["rounds"])
         else:
             result = run_raters(settings, options["n_pairs"], variants=options["variants"])
     except PreferenceObjectiveError as exc:
