@@ -716,11 +716,14 @@ class PreferenceObjectiveData(BlockData):
             ``u_r``). The component holds the last fit, on every answer; the
             model's variable values are left as they were. An oracle's
             :class:`StopAsking` ends the rounds with the answers so far (and
-            a last fit on them).
+            a last fit on them), as does a round where no solve of the
+            learned objective gives a solution (with a warning naming the
+            solver's error): the answers are not lost with it.
 
         Raises:
-            ModelError: bad counts or options, or the learned objective is
-                active (deactivate it first).
+            ModelError: bad counts or options (unknown ``activation``
+                keys included), or the learned objective is active
+                (deactivate it first); checked before the first question.
             PairsError: ``candidates`` are not this component's.
         """
         self._check_built()

@@ -25,6 +25,7 @@ decision goes) from about 0.6 with 1344 random pairs to above 0.8 with the
 same number of answers (``docs/results.md``).
 """
 
+import inspect
 import logging
 import typing
 
@@ -33,7 +34,7 @@ import pyomo.environ as pyo
 
 from . import oracles
 from .candidates import Candidates
-from .errors import ModelError, NoFeasibleCandidateError, OracleError, PairsError, StopAsking
+from .errors import ModelError, OracleError, PairsError, StopAsking, warn_user
 from .pairs import Pairs
 from .progress import progress_bar
 
@@ -112,21 +113,29 @@ def learned_decisions(pref, contexts, solver, solve_options, activation):
     nominal = pref._find_nominal()
     U = np.full((len(contexts), pref.n_decisions), np.nan)
     J = np.full(len(contexts), np.nan)
+    errors = []
     for g, context in enumerate(contexts):
         pref.activate(context, **activation)
         try:
             for var in pref._variables():
                 var.set_value(None, skip_validation=True)
-            solver.solve(pref.model(), **solve_options)
+            try:
+                solver.solve(pref.model(), **solve_options)
+            except Exception as exc:  # the answers so far must not be lost with it
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
             u = np.array([np.nan if v.value is None else float(v.value) for v in pref._variables()])
             if np.all(np.isfinite(u)):
                 U[g], J[g] = u, pyo.value(nominal.expr)
             else:
-                logger.warning("%s: no solution of the learned objective at context %s; "
-                               "no local candidates there this round", pref.name, context.tolist())
+                errors.append("the solve loaded no solution")
         finally:
             pref.deactivate()
-    return U, J
+    if errors:
+        logger.warning("%s: no solution of the learned objective at %d of %d contexts (%s); "
+                       "no local candidates there this round", pref.name, len(errors),
+                       len(contexts), errors[-1])
+    return U, J, errors
 
 
 def ask_in_rounds(pref, candidates, n_pairs, oracle, rounds=3, initial=None, per_context=9,
@@ -159,6 +168,11 @@ def ask_in_rounds(pref, candidates, n_pairs, oracle, rounds=3, initial=None, per
         raise ModelError(f"{name}: per_context must be >= 2 (the learned optimum and at least "
                          f"one decision near it); got {per_context}")
     activation = check_options(activation, "activation", name)
+    known = set(inspect.signature(pref.activate).parameters) - {"context"}
+    unknown = sorted(set(activation) - known)
+    if unknown:
+        raise ModelError(f"{name}: unknown activate option {unknown[0]!r} in activation; "
+                         f"the options are {', '.join(sorted(known))}")
     fit_options = check_options(fit_options, "fit_options", name)
     sample_options = check_options(sample_options, "sample_options", name)
     for reserved in ("contexts", "per_context", "seed", "bias_width", "bias_weight", "around",
@@ -210,12 +224,16 @@ def ask_in_rounds(pref, candidates, n_pairs, oracle, rounds=3, initial=None, per
             bar.update(1)
             if r == rounds or watched.stopped:
                 break
-            U, J = learned_decisions(pref, contexts, solver, solve_options, activation)
+            U, J, errors = learned_decisions(pref, contexts, solver, solve_options, activation)
             decisions[r] = U
             solved = np.flatnonzero(np.all(np.isfinite(U), axis=1))
             if not len(solved):
-                raise NoFeasibleCandidateError(f"{name}: no solve of the learned objective gave a solution "
-                                  f"in round {r + 1}; check the solver")
+                warn_user(
+                    f"{name}: no solve of the learned objective gave a solution in round "
+                    f"{r + 1} ({errors[-1]}); the rounds end here, with the "
+                    f"{sum(len(p) for p in all_pairs)} answers so far and the fit on them"
+                )
+                break
             local = pref.sample(contexts[solved], per_context=per_context, seed=next_seed(),
                                 bias_weight=bias_weight, bias_width=bias_width,
                                 around=U[solved], progress=False, **sample_options)

@@ -96,8 +96,8 @@ def test_control_rounds_around_the_nominal_decision_gain_little(contexts, latent
     learned = rounds_module.learned_decisions
 
     def nominal_decisions(pref, contexts, solver, solve_options, activation):
-        _, cost = learned(pref, contexts, solver, solve_options, activation)
-        return np.array([latent_user.nominal(theta) for theta in contexts]), cost
+        _, cost, errors = learned(pref, contexts, solver, solve_options, activation)
+        return np.array([latent_user.nominal(theta) for theta in contexts]), cost, errors
 
     monkeypatch.setattr(rounds_module, "learned_decisions", nominal_decisions)
     control = regrets(contexts, latent_user, in_rounds=True)
@@ -163,6 +163,8 @@ def test_same_seed_same_questions(contexts, latent_user):
     ({"activation": ["span_penalty"]}, "activation must be a dict"),
     ({"sample_options": {"seed": 3}}, "give 'seed' as ask_in_rounds' own argument"),
     ({"fit_options": {"warm_start": True}}, "fit_options may not hold 'warm_start'"),
+    ({"activation": {"span_penalty": 0.03, "spam_penalty": 1}},
+     "unknown activate option 'spam_penalty' in activation"),
     ({"seed": -2}, "seed"),
 ])
 def test_bad_options_are_refused_before_the_first_question(contexts, options, message):
@@ -213,6 +215,29 @@ def test_a_failing_oracle_keeps_the_earlier_fit(contexts, latent_user):
         m.pref.ask_in_rounds(candidates, BUDGET, failing, rounds=ROUNDS, seed=0,
                              fit_options=dict(seed=0, **FIT), **LOCAL)
     assert m.pref.learner is earlier
+    after = snapshot(m)
+    for key in ("active_objectives", "params", "vars"):
+        assert after[key] == before[key], key
+
+
+def test_a_failing_solver_ends_the_rounds_and_keeps_the_answers(contexts, latent_user):
+    train, _ = contexts
+    m, candidates = fresh(train, 0)
+
+    class BrokenSolver:
+        def solve(self, model, **options):
+            raise RuntimeError("licence expired")
+
+    before = snapshot(m)
+    with pytest.warns(UserWarning, match=r"no solve of the learned objective gave a solution in "
+                                         r"round 1 \(RuntimeError: licence expired\); the rounds "
+                                         r"end here, with the 30 answers so far"):
+        result = m.pref.ask_in_rounds(candidates, BUDGET, latent_user.oracle(), rounds=ROUNDS,
+                                      seed=0, solver=BrokenSolver(),
+                                      fit_options=dict(seed=0, **FIT), **LOCAL)
+    assert len(result.pairs) == 30 and len(result.reports) == 1
+    assert np.all(np.isnan(result.decisions))
+    assert m.pref.is_fitted
     after = snapshot(m)
     for key in ("active_objectives", "params", "vars"):
         assert after[key] == before[key], key
