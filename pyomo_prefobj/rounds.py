@@ -107,8 +107,10 @@ def learned_decisions(pref, contexts, solver, solve_options, activation):
     """Solve the model with ``pref``'s learned objective at each context.
 
     Returns:
-        tuple ``(U, J)``: decisions ``(m, d)`` and their nominal costs
-        ``(m,)``, ``nan`` rows where the solve gave no solution.
+        tuple ``(U, J, errors)``: decisions ``(m, d)`` and their nominal
+        costs ``(m,)``, ``nan`` rows where the solve gave no solution, and a
+        message per such context (the solver's error, or that no solution
+        was loaded).
     """
     nominal = pref._find_nominal()
     U = np.full((len(contexts), pref.n_decisions), np.nan)

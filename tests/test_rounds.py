@@ -53,6 +53,14 @@ def fresh(train, seed):
     return m, m.pref.sample(train, per_context=PER_CONTEXT, seed=seed, **SAMPLE_OPTIONS)
 
 
+def assert_model_as_it_was(m, before):
+    """Variable and Param values and the active objective as in ``before``
+    (a :func:`snapshot`); the component's own learned block may be new."""
+    after = snapshot(m)
+    for key in ("active_objectives", "params", "vars"):
+        assert after[key] == before[key], key
+
+
 def mean_regret(m, held_out, latent_user):
     regret = []
     for theta in held_out:
@@ -130,9 +138,7 @@ def test_what_ask_in_rounds_returns_and_leaves(contexts, latent_user):
             assert max_violation(probe) < 1e-6
     assert len(result.candidates) > len(candidates)
     assert m.pref.is_fitted
-    after = snapshot(m)
-    for key in ("active_objectives", "params", "vars"):  # values and the nominal objective
-        assert after[key] == before[key], key
+    assert_model_as_it_was(m, before)
     # The component holds the fit on every answer: refitting the same data
     # with the same options gives the same learned cost.
     refit = build_toy_model()
@@ -215,9 +221,7 @@ def test_a_failing_oracle_keeps_the_earlier_fit(contexts, latent_user):
         m.pref.ask_in_rounds(candidates, BUDGET, failing, rounds=ROUNDS, seed=0,
                              fit_options=dict(seed=0, **FIT), **LOCAL)
     assert m.pref.learner is earlier
-    after = snapshot(m)
-    for key in ("active_objectives", "params", "vars"):
-        assert after[key] == before[key], key
+    assert_model_as_it_was(m, before)
 
 
 def test_a_failing_solver_ends_the_rounds_and_keeps_the_answers(contexts, latent_user):
@@ -238,9 +242,7 @@ def test_a_failing_solver_ends_the_rounds_and_keeps_the_answers(contexts, latent
     assert len(result.pairs) == 30 and len(result.reports) == 1
     assert np.all(np.isnan(result.decisions))
     assert m.pref.is_fitted
-    after = snapshot(m)
-    for key in ("active_objectives", "params", "vars"):
-        assert after[key] == before[key], key
+    assert_model_as_it_was(m, before)
 
 
 def test_stop_asking_ends_the_rounds_with_the_answers_so_far(contexts, latent_user):

@@ -1010,7 +1010,8 @@ def fit_summary(report):
 
 def fit_in_rounds(pref, candidates, seed, n_pairs, oracle, settings):
     """``pref.ask_in_rounds`` with the rounds, training and solver settings
-    of ``settings``; returns the last FitReport."""
+    of ``settings``; returns ``(pairs, report)``: every answer and the
+    FitReport of the last fit (the one the component holds)."""
     result = pref.ask_in_rounds(
         candidates,
         n_pairs,

@@ -476,7 +476,7 @@ def run_active(settings, budgets=BUDGETS, flip=0.0, batch=ACTIVE_BATCH,
         n_members=int(n_members),
         top=None if top is None else int(top),
         arms=arms,
-        rounds=int(rounds) if "rounds" in arms else 0,
+        rounds=int(rounds),  # 0 unless the rounds arm runs (check_arms)
         wins=wins,
         captured_gain=gains,
         n_answered=answered,
