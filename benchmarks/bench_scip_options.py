@@ -1,4 +1,4 @@
-"""SCIP options and warm starts on the COVID-19 reintegration solves.
+"""SCIP options, warm starts and formulations of the COVID-19 reintegration solves.
 
 Fits a few configurations of the COVID-19 experiment (the sweep's
 candidates, 15 per training context; the recommended training), then solves
@@ -27,6 +27,20 @@ Run from the repository root::
 ``base=`` is ``pyomo_prefobj.SCIP_OPTIONS`` as it is; each ``key=value``
 after the label is set on top of it (``key=default`` resets one to SCIP's
 default).
+
+``--variant NAME`` (repeatable) also solves with the first option set (and
+warm starts with ``--warm-start``) after rewriting the learned quadratic
+that ``activate`` wrote (``e >= sum_k w_k^2`` with ``w = c S' z``, see
+:mod:`pyomo_prefobj.component`) in another form with the same minimizer:
+
+* ``tangent``: the same, plus the tangent row ``e >= 2 w0' w - w0' w0`` at
+  the starting point's ``w0`` (the previous context's decision), a cut
+  SCIP would otherwise have to find;
+* ``cone``: the rotated second-order cone ``sqrt(sum_k w_k^2 + t^2) <= s``
+  with ``s = (e + 1) / 2``, ``t = (e - 1) / 2``, which SCIP's SOC handler
+  detects and separates by its disaggregated cuts;
+* ``z-space``: ``e >= z' (c^2 S S') z`` in the PCA coordinates directly,
+  without the ``w`` rows.
 """
 
 import argparse
@@ -36,6 +50,8 @@ import tempfile
 import time
 
 import numpy as np
+import pyomo.environ as pyo
+from pyomo.repn import generate_standard_repn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the examples package
 
@@ -74,8 +90,54 @@ def scip_options(changes):
     return experiment._scip_options(GAP, options)
 
 
-def solve_fit(path, x0_values, options, span_penalty, warm_start):
-    """SCIP seconds and learned objective values of one fit at every context."""
+def _tangent(block):
+    w0 = np.array([block.w[k].value for k in block.w])
+    if any(value is None for value in w0):  # no starting point: nothing to add
+        return
+    block.variant = pyo.Constraint(expr=block.e >= sum(
+        2.0 * float(w0[k]) * block.w[k] for k in block.w) - float(w0 @ w0))
+
+
+def _cone(block):
+    block.variant_s = pyo.Var(bounds=(0, None))
+    block.variant_t = pyo.Var()
+    block.variant_s_definition = pyo.Constraint(expr=block.variant_s == 0.5 * block.e + 0.5)
+    block.variant_t_definition = pyo.Constraint(expr=block.variant_t == 0.5 * block.e - 0.5)
+    if block.e.value is not None:
+        block.variant_s.set_value(0.5 * block.e.value + 0.5)
+        block.variant_t.set_value(0.5 * block.e.value - 0.5)
+    block.epigraph.deactivate()
+    block.variant = pyo.Constraint(
+        expr=pyo.sqrt(sum(block.w[k] ** 2 for k in block.w) + block.variant_t ** 2) <= block.variant_s)
+
+
+def _z_space(block):
+    r = len(block.w)
+    rows = np.zeros((r, r))  # w = rows @ z, read off the rows activate wrote
+    for k in range(r):
+        repn = generate_standard_repn(block.w_definition[k].body)
+        sign = next(-c for v, c in zip(repn.linear_vars, repn.linear_coefs) if v is block.w[k])
+        for var, coefficient in zip(repn.linear_vars, repn.linear_coefs):
+            if var.parent_component() is block.z:
+                rows[k, var.index()] = sign * coefficient
+    quadratic = rows.T @ rows
+    block.epigraph.deactivate()
+    block.w_definition.deactivate()
+    block.variant = pyo.Constraint(expr=block.e >= sum(
+        float(quadratic[i, j]) * block.z[i] * block.z[j]
+        for i in range(r) for j in range(r) if quadratic[i, j] != 0.0))
+
+
+VARIANTS = {"tangent": _tangent, "cone": _cone, "z-space": _z_space}
+"""Rewrites of the learned block after ``activate`` (see the module docstring)."""
+
+
+def solve_fit(path, x0_values, options, span_penalty, warm_start, variant=None):
+    """SCIP seconds and learned objective values of one fit at every context.
+
+    ``variant``: a function of :data:`VARIANTS`, applied to the learned
+    block after each ``activate`` (``None``: the block as ``activate``
+    wrote it)."""
     m = build_model()
     m.pref = PreferenceObjective.load(path)
     seconds, values = [], []
@@ -85,6 +147,8 @@ def solve_fit(path, x0_values, options, span_penalty, warm_start):
             solver.solve(m, solver_options=options)
         for x0 in chunk:
             m.pref.activate([float(x0)], span_penalty=span_penalty)
+            if variant is not None:
+                variant(m.pref.learned)
             results = solver.solve(m, solver_options=options, load_solutions=False,
                                    warmstart_discrete_vars=warm_start,
                                    raise_exception_on_nonoptimal_result=False)
@@ -92,6 +156,9 @@ def solve_fit(path, x0_values, options, span_penalty, warm_start):
             seconds.append(float(results.timing_info.scip_time))
             values.append(float(results.incumbent_objective))
             m.pref.deactivate()
+            for name in [c.local_name for c in m.pref.learned.component_objects(descend_into=False)
+                         if c.local_name.startswith("variant")]:
+                m.pref.learned.del_component(name)
     return np.array(seconds), np.array(values)
 
 
@@ -102,6 +169,8 @@ def main():
                         help="an option set on top of SCIP_OPTIONS (repeatable; default: base=)")
     parser.add_argument("--span-penalty", type=float, default=None)
     parser.add_argument("--warm-start", action="store_true")
+    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS), default=[],
+                        help="also solve with the learned quadratic in this form (repeatable)")
     parser.add_argument("--fits-dir", default=None,
                         help="keep the fits here and reuse those already there (default: a temporary folder)")
     args = parser.parse_args()
@@ -127,11 +196,13 @@ def main():
                                          settings, paths[-1])
         print(f"{len(paths)} fits ({' '.join(args.fits)}) in {time.perf_counter() - start:.0f} s; "
               f"{len(eval_x0)} contexts each, span penalty {args.span_penalty}")
-        runs = [(label, changes, False) for label, changes in option_sets]
+        runs = [(label, changes, False, None) for label, changes in option_sets]
         if args.warm_start:
-            runs.append((f"{option_sets[0][0]}, warm start", option_sets[0][1], True))
+            runs.append((f"{option_sets[0][0]}, warm start", option_sets[0][1], True, None))
+        first, changes = option_sets[0]
+        runs += [(f"{first}, {name}", changes, args.warm_start, name) for name in args.variant]
         reference = None
-        for label, changes, warm_start in runs:
+        for label, changes, warm_start, variant in runs:
             options = scip_options(changes)
             # Nominal solves before each fit's solves, so that both medians see
             # the same stretch of the machine's (varying) speed.
@@ -141,7 +212,8 @@ def main():
                     float(PersistentScip().solve(build_model(), solver_options=options).timing_info.scip_time)
                     for _ in range(NOMINAL_REPEATS)
                 ]
-                solved.append(solve_fit(path, eval_x0, options, args.span_penalty, warm_start))
+                solved.append(solve_fit(path, eval_x0, options, args.span_penalty, warm_start,
+                                        VARIANTS.get(variant)))
             nominal = np.median(nominal_seconds)
             seconds = np.concatenate([s for s, _ in solved])
             values = np.concatenate([v for _, v in solved])

@@ -260,6 +260,10 @@ class PreferenceObjectiveData(BlockData):
         model = self.model()
         if saved is not None:
             meta, learner = saved
+            # A count that does not fit is the file's fault when its own names
+            # were used, the argument's when the caller gave the components.
+            count_errors = (FileFormatError if decisions is None else DecisionError,
+                            FileFormatError if not context else ContextError)
             decisions = meta["decisions"] if decisions is None else decisions
             context = meta["context"] if not context else context
             formulation = meta.get("formulation", formulation)
@@ -285,12 +289,12 @@ class PreferenceObjectiveData(BlockData):
         if learner is not None:
             _check_saved_order(meta, self._decision_names, self._context_names)
             if learner.n_decisions_ != len(variables):
-                raise FileFormatError(
+                raise count_errors[0](
                     f"the saved objective has {learner.n_decisions_} decisions; "
                     f"this model gives {len(variables)}"
                 )
             if learner.n_context_ != len(params):
-                raise FileFormatError(
+                raise count_errors[1](
                     f"the saved objective has {learner.n_context_} context values; "
                     f"this model gives {len(params)} context Params"
                 )
@@ -1227,6 +1231,9 @@ def load_preference_objective(path, decisions=None, context=None, progress=True,
     Raises:
         FileFormatError: the file is missing, corrupted, not a saved
             objective, or of another format version.
+        DecisionError, ContextError: (when the block is added to a model)
+            the ``decisions`` / ``context`` given are not as many as the
+            saved ones, or are the saved ones in another order.
     """
     arrays = read_npz(path, "a saved PreferenceObjective")
     try:
