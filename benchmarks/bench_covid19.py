@@ -44,10 +44,13 @@ def main():
     parser.add_argument("--span-penalty", type=float, default=None,
                         help="activate with this span penalty (default: none)")
     args = parser.parse_args()
-    settings = recommended_settings(
-        pairs=(args.pairs,), flips=(args.flip,), seeds=(0,), eval_contexts=args.eval_contexts,
-        solve_gap=1e-4, span_penalty=args.span_penalty, n_jobs=1, progress=False,
-    )
+    try:  # the experiment's own checks, before any work
+        settings = recommended_settings(
+            pairs=(args.pairs,), flips=(args.flip,), seeds=(0,), eval_contexts=args.eval_contexts,
+            solve_gap=1e-4, span_penalty=args.span_penalty, n_jobs=1, progress=False,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     result = run_experiment(settings)
     print(f"one configuration: {args.pairs} pairs, {args.flip:.0%} flipped, seed 0, "
           f"{settings.train_contexts} training / {args.eval_contexts} evaluation contexts")

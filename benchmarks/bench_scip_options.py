@@ -40,7 +40,10 @@ that ``activate`` wrote (``e >= sum_k w_k^2`` with ``w = c S' z``, see
   with ``s = (e + 1) / 2``, ``t = (e - 1) / 2``, which SCIP's SOC handler
   detects and separates by its disaggregated cuts;
 * ``z-space``: ``e >= z' (c^2 S S') z`` in the PCA coordinates directly,
-  without the ``w`` rows.
+  without the ``w`` rows;
+* ``w-from-u``: ``w = c S' P (u - mu)`` written on the decisions directly,
+  without the ``z`` variables and rows (30 fewer rows and columns in the
+  LP, each ``w`` row as dense as a ``z`` row).
 """
 
 import argparse
@@ -73,11 +76,32 @@ are those the largest pair count of the grid needs at this coverage."""
 def parse_options(text):
     """``label=key=value,key=value`` -> ``(label, {key: value})``."""
     label, _, assignments = text.partition("=")
+    if not label:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a label before the first '='")
     options = {}
     for assignment in filter(None, assignments.split(",")):
-        key, _, value = assignment.partition("=")
+        key, equals, value = assignment.partition("=")
+        if not equals:
+            raise argparse.ArgumentTypeError(f"{assignment!r}: write key=value")
         options[key] = None if value == "default" else experiment._scalar(value)
+    try:  # SCIP's own names and values, before any work
+        experiment.check_scip_options({k: v for k, v in options.items() if v is not None}, label)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return label, options
+
+
+def parse_fit(text):
+    """``pairs:flip:seed`` -> ``(pairs, flip, seed)``."""
+    try:
+        pairs, flip, seed = text.split(":")
+        pairs, flip, seed = int(pairs), float(flip), int(seed)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write PAIRS:FLIP:SEED, e.g. 448:0.1:0") from None
+    if pairs < 2 or not 0.0 <= flip < 1.0 or seed < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: pairs must be >= 2, flip in [0, 1) and seed >= 0")
+    return pairs, flip, seed
 
 
 def scip_options(changes):
@@ -128,7 +152,41 @@ def _z_space(block):
         for i in range(r) for j in range(r) if quadratic[i, j] != 0.0))
 
 
-VARIANTS = {"tangent": _tangent, "cone": _cone, "z-space": _z_space}
+def _linear_rows(rows, variables):
+    """``(coefficients, constant)`` of linear rows ``x_k == sum_j A[k, j] v_j + b_k``
+    (``x_k`` the first variable of row ``k``), over ``variables``."""
+    position = {id(v): j for j, v in enumerate(variables)}
+    coefficients, constants = np.zeros((len(rows), len(variables))), np.zeros(len(rows))
+    for k, row in enumerate(rows):
+        repn = generate_standard_repn(row.body)
+        own = repn.linear_coefs[0]  # the defined variable's own coefficient
+        for var, coefficient in zip(repn.linear_vars[1:], repn.linear_coefs[1:]):
+            coefficients[k, position[id(var)]] = -coefficient / own
+        constants[k] = (-(repn.constant or 0.0) + (row.upper if row.upper is not None else 0.0)) / own
+    return coefficients, constants
+
+
+def _w_from_u(block):
+    u = list(block.parent_block().decision.values())
+    z = [block.z[j] for j in block.z]
+    projection, shift = _linear_rows([block.z_definition[j] for j in block.z], u)
+    rows, _ = _linear_rows([block.w_definition[k] for k in block.w], z)
+    combined, offset = rows @ projection, rows @ shift
+    repn = generate_standard_repn(block.objective.expr)
+    weights = {id(v): c for v, c in zip(repn.linear_vars, repn.linear_coefs)}
+    linear = np.array([weights.get(id(v), 0.0) for v in z])
+    block.z_definition.deactivate()
+    block.w_definition.deactivate()
+    block.objective.deactivate()
+    block.variant_rows = pyo.Constraint(list(block.w), rule=lambda b, k: b.w[k] == sum(
+        float(combined[k, i]) * u[i] for i in range(len(u)) if combined[k, i] != 0.0) + float(offset[k]))
+    objective_u = linear @ projection
+    block.variant_objective = pyo.Objective(expr=weights[id(block.e)] * block.e + sum(
+        float(objective_u[i]) * u[i] for i in range(len(u)) if objective_u[i] != 0.0)
+        + float(linear @ shift) + (repn.constant or 0.0))
+
+
+VARIANTS = {"tangent": _tangent, "cone": _cone, "z-space": _z_space, "w-from-u": _w_from_u}
 """Rewrites of the learned block after ``activate`` (see the module docstring)."""
 
 
@@ -164,7 +222,8 @@ def solve_fit(path, x0_values, options, span_penalty, warm_start, variant=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fits", nargs="+", default=list(FITS), metavar="PAIRS:FLIP:SEED")
+    parser.add_argument("--fits", nargs="+", type=parse_fit, default=[parse_fit(f) for f in FITS],
+                        metavar="PAIRS:FLIP:SEED")
     parser.add_argument("--options", action="append", type=parse_options, metavar="LABEL=K=V,...",
                         help="an option set on top of SCIP_OPTIONS (repeatable; default: base=)")
     parser.add_argument("--span-penalty", type=float, default=None)
@@ -174,6 +233,8 @@ def main():
     parser.add_argument("--fits-dir", default=None,
                         help="keep the fits here and reuse those already there (default: a temporary folder)")
     args = parser.parse_args()
+    if args.span_penalty is not None and args.span_penalty < 0:
+        parser.error(f"--span-penalty must be >= 0; got {args.span_penalty}")
     option_sets = args.options or [("base", {})]
     settings = experiment.recommended_settings(solve_gap=GAP, n_jobs=1, progress=False)
     eval_x0 = experiment.contexts(settings.eval_contexts)
@@ -183,18 +244,17 @@ def main():
         folder = pathlib.Path(args.fits_dir or temporary)
         folder.mkdir(parents=True, exist_ok=True)
         paths, start = [], time.perf_counter()
-        for spec in args.fits:
-            pairs, flip, seed = spec.split(":")
-            paths.append(str(folder / f"fit_{pairs}_{float(flip):g}_{seed}.npz"))
+        for pairs, flip, seed in args.fits:
+            paths.append(str(folder / f"fit_{pairs}_{flip:g}_{seed}.npz"))
             if pathlib.Path(paths[-1]).exists():
                 continue
             candidates = Candidates.concatenate([
-                experiment.sample_context(int(seed), i, x0, per_context, settings)
+                experiment.sample_context(seed, i, x0, per_context, settings)
                 for i, x0 in enumerate(experiment.contexts(settings.train_contexts))
             ])
-            experiment.fit_configuration(candidates, int(seed), int(pairs), float(flip),
-                                         settings, paths[-1])
-        print(f"{len(paths)} fits ({' '.join(args.fits)}) in {time.perf_counter() - start:.0f} s; "
+            experiment.fit_configuration(candidates, seed, pairs, flip, settings, paths[-1])
+        fits = " ".join(f"{pairs}:{flip:g}:{seed}" for pairs, flip, seed in args.fits)
+        print(f"{len(paths)} fits ({fits}) in {time.perf_counter() - start:.0f} s; "
               f"{len(eval_x0)} contexts each, span penalty {args.span_penalty}")
         runs = [(label, changes, False, None) for label, changes in option_sets]
         if args.warm_start:
