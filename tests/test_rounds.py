@@ -40,6 +40,11 @@ LOCAL = {"per_context": PER_CONTEXT, "bias_weight": 50.0, "bias_width": 0.2}
 GAIN = 0.8
 
 
+# On the toy MIQP one context's biased solves sometimes all return its
+# nominal decision, and sample() says so; expected here.
+ONLY_NOMINAL = pytest.mark.filterwarnings("ignore:.*biased solves returned only the nominal decision")
+
+
 @pytest.fixture(scope="module")
 def contexts():
     train = np.random.default_rng(0).uniform(0.0, 1.0, size=(6, 2))
@@ -98,6 +103,7 @@ def test_rounds_beat_random_pairs_of_the_same_budget(contexts, latent_user, rand
     assert in_rounds.mean() < GAIN * random_regret.mean(), (in_rounds, random_regret)
 
 
+@ONLY_NOMINAL
 def test_control_rounds_around_the_nominal_decision_gain_little(contexts, latent_user,
                                                                 random_regret, monkeypatch):
     """The mechanism switched off: local candidates around the nominal decision."""
@@ -266,6 +272,7 @@ def test_stop_asking_ends_the_rounds_with_the_answers_so_far(contexts, latent_us
     assert m.pref.is_fitted
 
 
+@ONLY_NOMINAL
 def test_sample_around_draws_targets_around_the_given_decisions(contexts, latent_user):
     train, _ = contexts
     m = build_toy_model()
