@@ -135,42 +135,39 @@ def _cone(block):
         expr=pyo.sqrt(sum(block.w[k] ** 2 for k in block.w) + block.variant_t ** 2) <= block.variant_s)
 
 
+def _linear_rows(rows, defined, variables):
+    """``(A, b)`` of linear rows ``defined[k] == sum_j A[k, j] variables[j] + b[k]``."""
+    position = {id(v): j for j, v in enumerate(variables)}
+    coefficients, constants = np.zeros((len(rows), len(variables))), np.zeros(len(rows))
+    for k, (row, own_var) in enumerate(zip(rows, defined)):
+        repn = generate_standard_repn(row.body)
+        terms = dict(zip(map(id, repn.linear_vars), repn.linear_coefs))
+        own = terms.pop(id(own_var))
+        for var in repn.linear_vars:
+            if id(var) in terms:
+                coefficients[k, position[id(var)]] = -terms[id(var)] / own
+        constants[k] = ((row.upper if row.upper is not None else 0.0) - (repn.constant or 0.0)) / own
+    return coefficients, constants
+
+
 def _z_space(block):
-    r = len(block.w)
-    rows = np.zeros((r, r))  # w = rows @ z, read off the rows activate wrote
-    for k in range(r):
-        repn = generate_standard_repn(block.w_definition[k].body)
-        sign = next(-c for v, c in zip(repn.linear_vars, repn.linear_coefs) if v is block.w[k])
-        for var, coefficient in zip(repn.linear_vars, repn.linear_coefs):
-            if var.parent_component() is block.z:
-                rows[k, var.index()] = sign * coefficient
+    w, z = [block.w[k] for k in block.w], [block.z[j] for j in block.z]
+    rows, _ = _linear_rows([block.w_definition[k] for k in block.w], w, z)  # w = rows @ z
     quadratic = rows.T @ rows
+    r = len(z)
     block.epigraph.deactivate()
     block.w_definition.deactivate()
     block.variant = pyo.Constraint(expr=block.e >= sum(
-        float(quadratic[i, j]) * block.z[i] * block.z[j]
+        float(quadratic[i, j]) * z[i] * z[j]
         for i in range(r) for j in range(r) if quadratic[i, j] != 0.0))
-
-
-def _linear_rows(rows, variables):
-    """``(coefficients, constant)`` of linear rows ``x_k == sum_j A[k, j] v_j + b_k``
-    (``x_k`` the first variable of row ``k``), over ``variables``."""
-    position = {id(v): j for j, v in enumerate(variables)}
-    coefficients, constants = np.zeros((len(rows), len(variables))), np.zeros(len(rows))
-    for k, row in enumerate(rows):
-        repn = generate_standard_repn(row.body)
-        own = repn.linear_coefs[0]  # the defined variable's own coefficient
-        for var, coefficient in zip(repn.linear_vars[1:], repn.linear_coefs[1:]):
-            coefficients[k, position[id(var)]] = -coefficient / own
-        constants[k] = (-(repn.constant or 0.0) + (row.upper if row.upper is not None else 0.0)) / own
-    return coefficients, constants
 
 
 def _w_from_u(block):
     u = list(block.parent_block().decision.values())
     z = [block.z[j] for j in block.z]
-    projection, shift = _linear_rows([block.z_definition[j] for j in block.z], u)
-    rows, _ = _linear_rows([block.w_definition[k] for k in block.w], z)
+    w = [block.w[k] for k in block.w]
+    projection, shift = _linear_rows([block.z_definition[j] for j in block.z], z, u)
+    rows, _ = _linear_rows([block.w_definition[k] for k in block.w], w, z)
     combined, offset = rows @ projection, rows @ shift
     repn = generate_standard_repn(block.objective.expr)
     weights = {id(v): c for v, c in zip(repn.linear_vars, repn.linear_coefs)}
