@@ -36,6 +36,7 @@ import inspect
 import json
 import logging
 import numbers
+import sys
 
 import numpy as np
 import pyomo.environ as pyo
@@ -219,24 +220,59 @@ class PreferenceObjectiveData(BlockData):
 
     def build(self, *args, decisions=None, context=(), formulation="compact",
               progress=True, solver_options=None, _saved=None):
+        # The block this one replaces (see __setattr__), removed but untouched.
+        replaced = self.__dict__.pop("_replacing", (None,))[0]
         try:
             self._build(decisions, context, formulation, progress, solver_options, _saved)
         except Exception:
-            # Leave the user's model exactly as it was before the assignment.
+            # Leave the user's model exactly as it was before the assignment:
+            # also the block this one was to replace, back under its name
+            # (constructed already, Pyomo adds it as it is).
             parent = self.parent_block()
             if parent is not None:
+                name = self.local_name
                 parent.del_component(self)
+                if replaced is not None:
+                    parent.add_component(name, replaced)
             raise
+        if replaced is not None:
+            replaced._restore_before_removal(self.name)
 
     def __setattr__(self, name, value):
         # Pyomo's del_component (also when an assignment replaces the block)
         # clears _parent; the nominal objective and the context must not stay
-        # as the learned objective left them.
+        # as the learned objective left them. Where a new PreferenceObjective
+        # replaces this one, that waits for the new one's build: if it fails
+        # (a misspelled name), it puts this block back as it was, no warning.
         if name == "_parent" and value is None and self.__dict__.get("_parent") is not None:
-            self._restore_before_removal()
+            replacement = self._replacement()
+            if replacement is None:
+                self._restore_before_removal()
+            else:
+                replacement._replacing = (self,)  # a tuple: Pyomo would adopt a bare component
         super().__setattr__(name, value)
 
-    def _restore_before_removal(self):
+    def _replacement(self):
+        """The PreferenceObjective that ``parent.<name> = PreferenceObjective(...)``
+        is about to put in this block's place, else None.
+
+        Pyomo's ``BlockData.__setattr__`` replaces a component by deleting
+        it (``del_component``, which clears ``_parent``) and then adding the
+        new one, whose construction calls its ``build``.
+        """
+        frame = sys._getframe(3)  # _replacement <- __setattr__ <- del_component <- ?
+        if frame.f_code is not BlockData.__setattr__.__code__:
+            return None
+        parent, new = frame.f_locals.get("self"), frame.f_locals.get("val")
+        if (isinstance(new, PreferenceObjectiveData) and not new._constructed
+                and getattr(parent.parent_component(), "_constructed", False)):
+            return new  # constructed, so built, as soon as it is added
+        return None
+
+    def _restore_before_removal(self, name=None):
+        """Deactivate the learned objective of a block leaving the model,
+        with a warning; ``name``: the block's name there (default: its own,
+        which a detached block no longer has)."""
         if "_links" not in self.__dict__ or not self._is_learned_active():
             return
         nominal = self._links["nominal"]
@@ -251,7 +287,7 @@ class PreferenceObjectiveData(BlockData):
             return
         self.deactivate()
         warn_user(
-            f"{self.name} was removed from the model while its learned objective "
+            f"{name or self.name} was removed from the model while its learned objective "
             f"was active; the nominal objective {nominal.name!r} and the context "
             "values are restored"
         )
