@@ -31,6 +31,7 @@ distance from the PCA span (``span_penalty``). Changing the context rebuilds
 the block with that context's coefficients.
 """
 
+import copy
 import dataclasses
 import inspect
 import json
@@ -530,7 +531,7 @@ class PreferenceObjectiveData(BlockData):
     # Stage 1: sampling
     # ------------------------------------------------------------------
     def sample(self, contexts=None, per_context=20, seed=0, bias_weight=1.0,
-               bias_width=1.0, time_limit=30.0, progress=None, around=None):
+               bias_width=1.0, time_limit=30.0, progress=None, around=None, n_jobs=1):
         """Sample feasible decisions by nominal and biased solves (stage 1 of the method).
 
         Args:
@@ -552,6 +553,12 @@ class PreferenceObjectiveData(BlockData):
                 near them, as :meth:`ask_in_rounds` does).
                 The nominal decision is still solved and kept; the scales
                 ``s`` are the same as without it.
+            n_jobs: contexts whose biased solves run side by side, in
+                threads (SCIP solves without Python's lock); -1: one per
+                core. The candidates are the same for every ``n_jobs``
+                (each context has a SCIP model of its own and the targets
+                are drawn in the same order); with a ``time_limit`` that
+                stops solves, a busier machine may stop them elsewhere.
 
         Returns:
             Candidates: distinct feasible decisions, each with its context
@@ -575,6 +582,10 @@ class PreferenceObjectiveData(BlockData):
             raise ModelError(f"{self.name}: time_limit must be a number of seconds > 0 or None; "
                              f"got {time_limit!r}")
         _check_seed(seed, self.name)
+        threads = sampling.resolve_n_jobs(n_jobs)
+        if threads is None:
+            raise ModelError(f"{self.name}: n_jobs must be a positive integer or -1 (one thread "
+                             f"per core); got {n_jobs!r}")
         if around is not None:
             around = _float_array(around, f"{self.name}: around must hold numbers; got {around!r}")
             if around.shape != (len(contexts), self.n_decisions):
@@ -636,20 +647,31 @@ class PreferenceObjectiveData(BlockData):
                 )
             scales = sampling.decision_scales(variables, np.array([u for u, _ in feasible]))
             reference = float(np.mean([abs(cost) for _, cost in feasible])) or 1.0
-            for g, optimum in enumerate(optima):
-                if optimum is None or per_context == 1:
-                    continue
+
+            def prepared():
+                # One SCIP model per context, translated at that context here;
+                # the targets drawn in context order, however the solves run.
+                for g, optimum in enumerate(optima):
+                    if optimum is None or per_context == 1:
+                        continue
+                    self._set_context(contexts[g])
+                    context_session = copy.copy(session)
+                    context_session.rebuild()
+                    objective = sampling.bias_objective(
+                        context_session, variables, nominal, scales, reference, bias_weight
+                    )
+                    centre = optimum[0] if around is None else around[g]
+                    targets = [centre + scales * rng.uniform(-bias_width, bias_width, len(scales))
+                               for _ in range(per_context - 1)]
+                    yield g, context_session, objective, targets
+
+            for g, context_session, solutions in sampling.solve_contexts(
+                    prepared(), threads, bar.update):
                 self._set_context(contexts[g])
-                session.rebuild()
-                objective = sampling.bias_objective(
-                    session, variables, nominal, scales, reference, bias_weight
-                )
-                centre = optimum[0] if around is None else around[g]
-                for _ in range(per_context - 1):
-                    target = centre + scales * rng.uniform(-bias_width, bias_width, len(scales))
-                    if session.minimize(objective(target)) is not None:
+                for values in solutions:
+                    if values is not None:
+                        context_session.load(values)
                         rows.append((g, self._read(variables, integer), pyo.value(nominal.expr)))
-                    bar.update(1)
         finally:
             bar.close()
             self._restore_context(saved_context)
@@ -743,7 +765,8 @@ class PreferenceObjectiveData(BlockData):
             fit_options: keyword arguments of :meth:`fit` (``seed``,
                 ``loss``, ``min_epochs``, ...), the same for every fit.
             sample_options: further keyword arguments of :meth:`sample`
-                (``time_limit``).
+                (``time_limit``, ``n_jobs``: the local sampling of a round
+                in threads).
             seed: seed of the questions and the local sampling.
             progress: show a progress bar of the rounds (default: the
                 component's setting).

@@ -32,7 +32,7 @@ import typing
 import numpy as np
 import pyomo.environ as pyo
 
-from . import oracles
+from . import oracles, sampling
 from .candidates import Candidates
 from .errors import ModelError, OracleError, PairsError, StopAsking, warn_user
 from .pairs import Pairs
@@ -182,6 +182,9 @@ def ask_in_rounds(pref, candidates, n_pairs, oracle, rounds=3, initial=None, per
         if reserved in sample_options:
             raise ModelError(f"{name}: give {reserved!r} as ask_in_rounds' own argument, "
                              "not in sample_options")
+    if "n_jobs" in sample_options and sampling.resolve_n_jobs(sample_options["n_jobs"]) is None:
+        raise ModelError(f"{name}: n_jobs in sample_options must be a positive integer or -1; "
+                         f"got {sample_options['n_jobs']!r}")
     for reserved in ("candidates", "warm_start"):
         if reserved in fit_options:
             raise ModelError(f"{name}: fit_options may not hold {reserved!r} (ask_in_rounds "

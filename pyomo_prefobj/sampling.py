@@ -19,7 +19,19 @@ epigraph variable ``e_i >= (u_i / s_i)^2`` otherwise (one small convex
 constraint per decision, which SCIP handles far better than a single
 quadratic objective row). These live in SCIP's copy of the model only; the
 Pyomo model is not touched.
+
+Each context's biased solves run in a SCIP model of their own, translated
+at that context, so contexts can be solved side by side: with ``n_jobs``
+above 1, :func:`solve_contexts` runs them in threads, SCIP solving without
+Python's lock. The targets are drawn in the same order either way and each
+SCIP model sees the same sequence of solves, so the candidates are the
+same as in a serial run.
 """
+
+import collections
+import concurrent.futures
+import os
+import threading
 
 import numpy as np
 import pyomo.environ as pyo
@@ -88,3 +100,81 @@ def bias_objective(session, decisions, nominal, scales, reference, weight):
         return base + quicksum(float(c) * u[i] for i, c in enumerate(coefficients))
 
     return objective
+
+
+def resolve_n_jobs(n_jobs):
+    """``n_jobs`` as a number of threads: a positive integer, or -1 for one
+    per core; ``None`` for anything else (the caller raises its own error)."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)):
+        return None
+    if n_jobs == -1:
+        return os.cpu_count() or 1
+    return int(n_jobs) if n_jobs >= 1 else None
+
+
+def solve_contexts(prepared, n_jobs=1, tick=None):
+    """Run each context's biased solves; yield the solutions in context order.
+
+    Args:
+        prepared: iterable of ``(key, session, objective, targets)``: a
+            rebuilt :class:`~pyomo_prefobj.solver.ScipSession` of one
+            context, the ``objective(target)`` of :func:`bias_objective` and
+            the targets to solve for. It is consumed in the caller's thread
+            (it may use the Pyomo model), at most ``2 n_jobs`` contexts
+            ahead of the solves.
+        n_jobs: threads solving contexts side by side (1: in this thread).
+        tick: ``tick(1)`` after each solve (e.g. a progress bar's update).
+
+    Yields:
+        ``(key, session, solutions)``, one per context, in the order of
+        ``prepared``: per target, the session's variable values
+        (``session.load(values)``), or ``None`` where the solve found no
+        feasible solution. The caller's thread uses the Pyomo model between
+        yields, while other contexts' solves go on.
+    """
+    tick = tick or (lambda count: None)
+    if n_jobs == 1:
+        for key, session, objective, targets in prepared:
+            yield key, session, _solve_targets(session, objective, targets, tick)
+        return
+    lock, stop = threading.Lock(), threading.Event()
+
+    def locked_tick(count):
+        with lock:
+            tick(count)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=n_jobs)
+    pending = collections.deque()
+    try:
+        for key, session, objective, targets in prepared:
+            pending.append((key, session, pool.submit(
+                _solve_targets, session, objective, targets, locked_tick, stop)))
+            while len(pending) > 2 * n_jobs:
+                key, session, future = pending.popleft()
+                yield key, session, future.result()
+        while pending:
+            key, session, future = pending.popleft()
+            yield key, session, future.result()
+    finally:
+        # A failure (or Ctrl-C) ends the other threads' loops after their
+        # current solve.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _solve_targets(session, objective, targets, tick, stop=None):
+    """The solutions of one context's biased solves (see :func:`solve_contexts`)."""
+    threaded = stop is not None
+    solutions = []
+    for target in targets:
+        if threaded and stop.is_set():
+            break  # another context failed: its error is what the caller gets
+        try:
+            result, values = session.solve(objective(target), release_gil=threaded)
+        except BaseException:
+            if threaded:
+                stop.set()
+            raise
+        solutions.append(None if result is None else values)
+        tick(1)
+    return solutions

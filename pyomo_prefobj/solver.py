@@ -172,6 +172,29 @@ class ScipSession:
         Raises:
             ModelError: SCIP reports the problem unbounded.
         """
+        result, values = self.solve(objective)
+        if result is not None:
+            self.load(values)
+        return result
+
+    def solve(self, objective, release_gil=False):
+        """:meth:`minimize` without touching the Pyomo model.
+
+        Args:
+            objective: a PySCIPOpt expression.
+            release_gil: solve without Python's global interpreter lock, so
+                that sessions in other threads solve at the same time (each
+                session's SCIP model is its own; nothing else may use this
+                session meanwhile).
+
+        Returns:
+            ``(objective value, values)``: the values of the session's
+            variables (for :meth:`load`), or ``(None, None)`` where no
+            feasible solution was found.
+
+        Raises:
+            ModelError: SCIP reports the problem unbounded.
+        """
         scip = self.scip
         scip.freeTransform()
         epigraph = None
@@ -180,19 +203,20 @@ class ScipSession:
             epigraph = scip.addCons(bound >= objective)
             objective = bound
         scip.setObjective(objective, "minimize")
+        result = values = None
         try:
-            scip.optimize()
-            status = scip.getStatus()
-            if status == "unbounded" or scip.getNSols() == 0:
-                result = None
+            if release_gil and hasattr(scip, "optimizeNogil"):
+                scip.optimizeNogil()
             else:
+                scip.optimize()
+            status = scip.getStatus()
+            if status != "unbounded" and scip.getNSols() > 0:
                 solution = scip.getBestSol()
-                for var, scip_var in self._vars.items():
-                    var.set_value(solution[scip_var], skip_validation=True)
+                values = [solution[scip_var] for scip_var in self._vars.values()]
                 result = scip.getSolObjVal(solution)
         except Exception as exc:  # SCIP reports failures as several types
             logger.warning("SCIP failed: %s", exc)
-            return None
+            return None, None
         finally:
             if epigraph is not None:
                 scip.freeTransform()
@@ -207,4 +231,9 @@ class ScipSession:
                 "the objective is unbounded over the model's constraints (SCIP "
                 "reports 'unbounded'); bound the decisions or add the missing constraints"
             )
-        return result
+        return result, values
+
+    def load(self, values):
+        """Set the Pyomo variables of this session to ``values`` (from :meth:`solve`)."""
+        for var, number in zip(self._vars.keys(), values):
+            var.set_value(number, skip_validation=True)

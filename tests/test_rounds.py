@@ -174,6 +174,7 @@ def test_same_seed_same_questions(contexts, latent_user):
     ({"per_context": 1}, "per_context must be >= 2"),
     ({"activation": ["span_penalty"]}, "activation must be a dict"),
     ({"sample_options": {"seed": 3}}, "give 'seed' as ask_in_rounds' own argument"),
+    ({"sample_options": {"n_jobs": 0}}, "n_jobs in sample_options must be a positive integer"),
     ({"fit_options": {"warm_start": True}}, "fit_options may not hold 'warm_start'"),
     ({"activation": {"span_penalty": 0.03, "spam_penalty": 1}},
      "unknown activate option 'spam_penalty' in activation"),
