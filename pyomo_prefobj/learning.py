@@ -98,10 +98,12 @@ class QuadraticNetwork(nn.Module):
 
 def _split_outputs(out, r, nominal_weight, curvature_floor=0.0):
     """``S``, ``q`` and the nominal weight from a network's last layer ``(..., outputs)``."""
-    factor = _with_floor(out[..., : r * r].reshape(*out.shape[:-1], r, r), curvature_floor)
-    linear = out[..., r * r : r * r + r]
-    weight = nn.functional.softplus(out[..., -1]) if nominal_weight else None
-    return factor, linear, weight
+    # One split, not three slices: its gradient is one concatenation, where
+    # each slice's is a zero-filled copy of the whole output.
+    parts = out.split([r * r, r] + [1] * int(nominal_weight), dim=-1)
+    factor = _with_floor(parts[0].reshape(*out.shape[:-1], r, r), curvature_floor)
+    weight = nn.functional.softplus(parts[2][..., 0]) if nominal_weight else None
+    return factor, parts[1], weight
 
 
 def _with_floor(factor, eps):
@@ -173,6 +175,63 @@ class QuadraticEnsemble(nn.Module):
         return factor / np.sqrt(k), linear.reshape(k, n, r).mean(dim=0), mean_weight
 
 
+class _Adam(torch.optim.Adam):
+    """``torch.optim.Adam(foreach=True)`` with its defaults, stepped with less
+    bookkeeping.
+
+    The step is the multi-tensor update of PyTorch's Adam (2.x), operation
+    for operation (the same numbers): ``m <- lerp(m, g, 1 - b1)``, ``v <- b2 v
+    + (1 - b2) g^2``, ``p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 -
+    b2^t) + eps)``. PyTorch's own step also groups the tensors by device
+    and type and reads each parameter's step count from a tensor, at every
+    step; for a small network that bookkeeping cost as much as the update.
+    The state (``exp_avg``, ``exp_avg_sq``, ``step``) and ``param_groups``
+    are PyTorch's, so the learning-rate scheduler works as with Adam.
+    """
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr, foreach=True)
+        group = self.param_groups[0]
+        if len(self.param_groups) != 1 or group["amsgrad"] or group["weight_decay"] \
+                or group["maximize"] or group["capturable"] or group["differentiable"]:
+            raise ValueError("_Adam takes one parameter group with Adam's defaults")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        group = self.param_groups[0]
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return None
+        grads = [p.grad for p in params]
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states):
+            if not state:
+                state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        exp_avgs = [state["exp_avg"] for state in states]
+        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        steps = [state["step"] for state in states]
+        torch._foreach_add_(steps, torch.tensor(1.0), alpha=1.0)
+        beta1, beta2 = group["betas"]
+        lr, eps = group["lr"], group["eps"]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+        counts = [step.item() for step in steps]
+        step_sizes = [(lr / (1 - beta1 ** count)) * -1 for count in counts]
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denominators, [(1 - beta2 ** count) ** 0.5 for count in counts])
+        torch._foreach_add_(denominators, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denominators, step_sizes)
+        return None
+
+
+def _scalar_dtype():
+    """The type of Adam's step counts (PyTorch's own choice)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 def _square_factor(factor):
     """An ``r x r`` factor ``S`` with ``S S' = F F'`` for factors ``(n, r, c)``."""
     if factor.shape[1] == factor.shape[2]:
@@ -181,15 +240,42 @@ def _square_factor(factor):
     return vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None, :]
 
 
+class _FactorProduct(torch.autograd.Function):
+    """``S' z`` row by row, ``(n,r,c), (n,r) -> (n,c)``.
+
+    The forward pass is the batched product autograd would record; the
+    gradient in ``S`` is the outer product ``z g'`` of each row, which is
+    what autograd's batched-product backward computes (one multiplication
+    per entry, so the same numbers), written as a broadcast product: a
+    batched product of ``r x 1`` by ``1 x c`` matrices costs several times
+    more on the CPU, and it ran twice in every training step.
+    """
+
+    @staticmethod
+    def forward(ctx, factor, z):
+        ctx.save_for_backward(factor, z)
+        # The product einsum("nij,ni->nj") computes, through bmm directly
+        # (the same arithmetic, without einsum's per-call parsing).
+        return torch.bmm(factor.transpose(1, 2), z.unsqueeze(2)).squeeze(2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        factor, z = ctx.saved_tensors
+        grad_factor = grad_z = None
+        if ctx.needs_input_grad[0]:
+            grad_factor = z.unsqueeze(2) * grad.unsqueeze(1)
+        if ctx.needs_input_grad[1]:
+            grad_z = torch.bmm(factor, grad.unsqueeze(2)).squeeze(2)
+        return grad_factor, grad_z
+
+
 def quadratic_value(factor, linear, z, weight=None, cost=None):
     """``1/2 ||S' z||^2 + q' z (+ weight * cost)`` row by row.
 
     Shapes ``(n,r,r), (n,r), (n,r)``; ``weight`` and ``cost`` (the scaled
     nominal cost) ``(n,)``; no such term when ``weight`` is ``None``.
     """
-    # S' z row by row: the product einsum("nij,ni->nj") computes, through
-    # bmm directly (the same arithmetic, without einsum's per-call parsing).
-    reduced = torch.bmm(factor.transpose(1, 2), z.unsqueeze(2)).squeeze(2)
+    reduced = _FactorProduct.apply(factor, z)
     value = 0.5 * (reduced ** 2).sum(dim=1) + (linear * z).sum(dim=1)
     return value if weight is None else value + weight * cost
 
@@ -523,6 +609,8 @@ class PreferenceLearner:
                          for c in (pairs.preferred_cost, pairs.other_cost)]
             else:  # no cost term: nothing to index in every training step
                 data += [None, None]
+            if self.loss != "flip":  # the raters matter to the flip loss only
+                return data + [None]
             return data + [torch.as_tensor(rater_index[index], dtype=torch.long, device=device)]
 
         train_data, validation_data = tensors(train), tensors(validation)
@@ -648,7 +736,7 @@ class PreferenceLearner:
         # foreach: one multi-tensor update per step instead of a loop over the
         # parameters (the same arithmetic; a small network's step is mostly
         # per-operation overhead).
-        optimizer = torch.optim.Adam(parameters, lr=self.learning_rate, foreach=True)
+        optimizer = _Adam(parameters, lr=self.learning_rate)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=self._lr_patience()
         )
