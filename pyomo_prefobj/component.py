@@ -578,14 +578,9 @@ class PreferenceObjectiveData(BlockData):
         for name, value in (("bias_weight", bias_weight), ("bias_width", bias_width)):
             if not _is_number(value) or value < 0:
                 raise ModelError(f"{self.name}: {name} must be a finite number >= 0; got {value!r}")
-        if time_limit is not None and (not _is_number(time_limit) or time_limit <= 0):
-            raise ModelError(f"{self.name}: time_limit must be a number of seconds > 0 or None; "
-                             f"got {time_limit!r}")
+        sampling.check_time_limit(time_limit, self.name)
         _check_seed(seed, self.name)
-        threads = sampling.resolve_n_jobs(n_jobs)
-        if threads is None:
-            raise ModelError(f"{self.name}: n_jobs must be a positive integer or -1 (one thread "
-                             f"per core); got {n_jobs!r}")
+        threads = sampling.check_n_jobs(n_jobs, self.name)
         if around is not None:
             around = _float_array(around, f"{self.name}: around must hold numbers; got {around!r}")
             if around.shape != (len(contexts), self.n_decisions):
@@ -748,8 +743,9 @@ class PreferenceObjectiveData(BlockData):
             oracle: ``oracle(a, b)``, as for :meth:`ask`.
             rounds: rounds of local questions (0: :meth:`ask` and
                 :meth:`fit`).
-            initial: random questions first (default ``n_pairs // 2``); the
-                rest is split evenly over the rounds.
+            initial: random questions first (default ``n_pairs // 2``, and
+                ``n_pairs`` with ``rounds=0``); the rest is split evenly over
+                the rounds.
             per_context: solves per context and round in the local sampling
                 (the nominal one included); ``u_r`` is added to them.
             bias_width, bias_weight: the local sampling's ``w`` and
@@ -785,8 +781,11 @@ class PreferenceObjectiveData(BlockData):
 
         Raises:
             ModelError: bad counts or options (unknown ``activation``
-                keys included), or the learned objective is active
-                (deactivate it first); checked before the first question.
+                and ``sample_options`` keys and their values included), or
+                the learned objective is active (deactivate it first);
+                checked before the first question.
+            LearningError: unknown or out-of-range ``fit_options``, also
+                checked before the first question.
             PairsError: ``candidates`` are not this component's.
         """
         self._check_built()
@@ -944,14 +943,9 @@ class PreferenceObjectiveData(BlockData):
             return super().activate()  # Pyomo's own, while the block is built
         self._check_fitted()
         values = self._check_context(context)
-        formulation = self._formulation if formulation is None else formulation
-        if formulation not in FORMULATIONS:
-            raise ModelError(f"{self.name}: formulation must be one of {FORMULATIONS}; got {formulation!r}")
+        formulation = self._check_activation(formulation, trust_region, tie_break, span_penalty)
         options = (("trust_region", trust_region), ("tie_break", tie_break),
                    ("span_penalty", span_penalty))
-        for name, option in options:
-            if option is not None and (not _is_number(option) or option < 0):
-                raise ModelError(f"{self.name}: {name} must be a number >= 0 or None; got {option!r}")
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
         factor, linear, learned_weight = self._learner.terms(values.reshape(1, -1))
@@ -992,6 +986,19 @@ class PreferenceObjectiveData(BlockData):
         self._saved_context = saved_context
         self._formulation = formulation
         self._activation = dict(options)
+
+    def _check_activation(self, formulation=None, trust_region=None, tie_break=None,
+                          span_penalty=None):
+        """ModelError unless these are usable ``activate`` options; returns
+        the formulation to use."""
+        formulation = self._formulation if formulation is None else formulation
+        if formulation not in FORMULATIONS:
+            raise ModelError(f"{self.name}: formulation must be one of {FORMULATIONS}; got {formulation!r}")
+        for name, option in (("trust_region", trust_region), ("tie_break", tie_break),
+                             ("span_penalty", span_penalty)):
+            if option is not None and (not _is_number(option) or option < 0):
+                raise ModelError(f"{self.name}: {name} must be a number >= 0 or None; got {option!r}")
+        return formulation
 
     def _warn_if_extrapolated(self, values):
         """Warn where ``values`` lie far from the contexts of the fitted pairs."""

@@ -34,7 +34,8 @@ import pyomo.environ as pyo
 
 from . import oracles, sampling
 from .candidates import Candidates
-from .errors import ModelError, OracleError, PairsError, StopAsking, warn_user
+from .errors import LearningError, ModelError, OracleError, PairsError, StopAsking, warn_user
+from .learning import PreferenceLearner
 from .pairs import Pairs
 from .progress import progress_bar
 
@@ -93,6 +94,35 @@ def check_options(options, what, name):
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise ModelError(f"{name}: {what} must be a dict of keyword arguments; got {options!r}")
     return dict(options)
+
+
+def check_sample_options(options, what):
+    """ModelError unless ``options`` are ``sample``'s ``time_limit`` and
+    ``n_jobs`` with usable values (checked before the first question, so a
+    mistake does not cost answers)."""
+    unknown = sorted(set(options) - {"time_limit", "n_jobs"})
+    if unknown:
+        raise ModelError(f"{what}: unknown option {unknown[0]!r}; the options are n_jobs, "
+                         "time_limit")
+    if "time_limit" in options:
+        sampling.check_time_limit(options["time_limit"], what)
+    if "n_jobs" in options:
+        sampling.check_n_jobs(options["n_jobs"], what)
+
+
+def check_fit_options(options, what):
+    """LearningError unless ``options`` are usable ``fit`` keyword arguments:
+    known :class:`PreferenceLearner` hyperparameters with values in range."""
+    options = dict(options)
+    try:
+        learner = PreferenceLearner(n_components=options.pop("n_components", None),
+                                    seed=options.pop("seed", 0), **options)
+    except TypeError as exc:
+        raise LearningError(f"{what}: unknown fit option: {exc}") from None
+    try:
+        learner.check_options()
+    except LearningError as exc:
+        raise LearningError(f"{what}: {exc}") from None
 
 
 def default_solver():
@@ -155,10 +185,13 @@ def ask_in_rounds(pref, candidates, n_pairs, oracle, rounds=3, initial=None, per
         raise ModelError(f"{name}: rounds must be an integer >= 0; got {rounds!r}")
     rounds = int(rounds)
     if initial is None:
-        initial = max(n_pairs // 2, 1)
+        initial = max(n_pairs // 2, 1) if rounds else n_pairs
     initial = oracles.check_count(initial, f"{name}: initial", ModelError)
     if initial > n_pairs:
         raise ModelError(f"{name}: initial ({initial}) must not exceed n_pairs ({n_pairs})")
+    if not rounds and initial != n_pairs:
+        raise ModelError(f"{name}: with rounds=0 every question is asked at random; initial "
+                         f"({initial}) must be n_pairs ({n_pairs}) or None")
     if rounds and initial == n_pairs:
         raise ModelError(f"{name}: initial = n_pairs leaves no questions for the rounds; "
                          "give a smaller initial or rounds=0")
@@ -175,6 +208,7 @@ def ask_in_rounds(pref, candidates, n_pairs, oracle, rounds=3, initial=None, per
     if unknown:
         raise ModelError(f"{name}: unknown activate option {unknown[0]!r} in activation; "
                          f"the options are {', '.join(sorted(known))}")
+    pref._check_activation(**activation)
     fit_options = check_options(fit_options, "fit_options", name)
     sample_options = check_options(sample_options, "sample_options", name)
     for reserved in ("contexts", "per_context", "seed", "bias_width", "bias_weight", "around",
@@ -182,13 +216,12 @@ def ask_in_rounds(pref, candidates, n_pairs, oracle, rounds=3, initial=None, per
         if reserved in sample_options:
             raise ModelError(f"{name}: give {reserved!r} as ask_in_rounds' own argument, "
                              "not in sample_options")
-    if "n_jobs" in sample_options and sampling.resolve_n_jobs(sample_options["n_jobs"]) is None:
-        raise ModelError(f"{name}: n_jobs in sample_options must be a positive integer or -1; "
-                         f"got {sample_options['n_jobs']!r}")
+    check_sample_options(sample_options, f"{name}: sample_options")
     for reserved in ("candidates", "warm_start"):
         if reserved in fit_options:
             raise ModelError(f"{name}: fit_options may not hold {reserved!r} (ask_in_rounds "
                              "fits on every candidate, from scratch)")
+    check_fit_options(fit_options, f"{name}: fit_options")
     if solver is None:
         solver, defaults = default_solver()
         solve_options = {**defaults, **check_options(solve_options, "solve_options", name)}

@@ -30,12 +30,15 @@ same as in a serial run.
 
 import collections
 import concurrent.futures
+import numbers
 import os
 import threading
 
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
+
+from .errors import ModelError
 
 
 def decision_scales(decisions, nominal_solutions):
@@ -102,14 +105,27 @@ def bias_objective(session, decisions, nominal, scales, reference, weight):
     return objective
 
 
-def resolve_n_jobs(n_jobs):
+def check_n_jobs(n_jobs, name):
     """``n_jobs`` as a number of threads: a positive integer, or -1 for one
-    per core; ``None`` for anything else (the caller raises its own error)."""
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)):
-        return None
-    if n_jobs == -1:
-        return os.cpu_count() or 1
-    return int(n_jobs) if n_jobs >= 1 else None
+    per core; ModelError (naming ``name``) for anything else."""
+    if not isinstance(n_jobs, bool) and isinstance(n_jobs, (int, np.integer)):
+        if n_jobs == -1:
+            return os.cpu_count() or 1
+        if n_jobs >= 1:
+            return int(n_jobs)
+    raise ModelError(f"{name}: n_jobs must be a positive integer or -1 (one thread per core); "
+                     f"got {n_jobs!r}")
+
+
+def check_time_limit(time_limit, name):
+    """ModelError (naming ``name``) unless ``time_limit`` is ``None`` or seconds > 0."""
+    if time_limit is None:
+        return
+    if (isinstance(time_limit, numbers.Real) and not isinstance(time_limit, bool)
+            and np.isfinite(time_limit) and time_limit > 0):
+        return
+    raise ModelError(f"{name}: time_limit must be a number of seconds > 0 or None; "
+                     f"got {time_limit!r}")
 
 
 def solve_contexts(prepared, n_jobs=1, tick=None):

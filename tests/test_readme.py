@@ -27,6 +27,12 @@ def test_quickstart_runs_and_the_learned_decision_suits_the_user_better(tmp_path
     user_cost, learned, nominal = namespace["user_cost"], namespace["learned"], namespace["nominal"]
     assert user_cost(learned, 0.5) < 0.5 * user_cost(nominal, 0.5)
     m = namespace["m"]
+    # the nominal decision compared with is the one solved at x0 = 0.5, feasible there
+    assert pyo.value(m.x0) == 0.5
+    for row in m.component_data_objects(pyo.Constraint, active=True):
+        body = pyo.value(row.body)
+        assert not row.has_lb() or body >= pyo.value(row.lower) - 1e-6, row.name
+        assert not row.has_ub() or body <= pyo.value(row.upper) + 1e-6, row.name
     # deactivated at the end: the nominal objective is the model's only one
     assert list(m.component_data_objects(pyo.Objective, active=True)) == [m.cost]
     fitted = m.pref.cost([0.5])

@@ -47,7 +47,8 @@ def test_failed_reassignment_keeps_the_fitted_component(fitted_model, mistake, t
         elif mistake == "twice":
             m.pref = PreferenceObjective(decisions=["x", "x"], context=[m.theta])
         elif mistake == "other model":
-            m.pref = PreferenceObjective(decisions=[build_toy_model().x], context=[m.theta])
+            other = build_toy_model()  # kept alive: a Var holds its model by a weak reference
+            m.pref = PreferenceObjective(decisions=[other.x], context=[m.theta])
         else:
             m.pref = PreferenceObjective.load(tmp_path / "pref.npz", decisions=[m.x])
     assert m.pref is old

@@ -27,7 +27,7 @@ from conftest import (
     snapshot,
     solve,
 )
-from pyomo_prefobj import ModelError, OracleError, PairsError, RoundsResult, StopAsking
+from pyomo_prefobj import LearningError, ModelError, OracleError, PairsError, RoundsResult, StopAsking
 from pyomo_prefobj import rounds as rounds_module
 
 SEEDS = (0, 1, 2, 3, 4, 5)
@@ -174,10 +174,18 @@ def test_same_seed_same_questions(contexts, latent_user):
     ({"per_context": 1}, "per_context must be >= 2"),
     ({"activation": ["span_penalty"]}, "activation must be a dict"),
     ({"sample_options": {"seed": 3}}, "give 'seed' as ask_in_rounds' own argument"),
-    ({"sample_options": {"n_jobs": 0}}, "n_jobs in sample_options must be a positive integer"),
+    ({"sample_options": {"n_jobs": 0}}, "sample_options: n_jobs must be a positive integer"),
+    ({"sample_options": {"time_limt": 1}}, "sample_options: unknown option 'time_limt'"),
+    ({"sample_options": {"time_limit": 0}}, "sample_options: time_limit must be a number"),
     ({"fit_options": {"warm_start": True}}, "fit_options may not hold 'warm_start'"),
+    ({"fit_options": {"los": "hinge"}}, "fit_options: unknown fit option: .*'los'"),
+    ({"fit_options": {"loss": "hinj"}}, "fit_options: loss must be one of"),
+    ({"fit_options": {"min_epochs": -3}}, "fit_options: min_epochs must be"),
     ({"activation": {"span_penalty": 0.03, "spam_penalty": 1}},
      "unknown activate option 'spam_penalty' in activation"),
+    ({"activation": {"span_penalty": -1}}, "span_penalty must be a number >= 0"),
+    ({"activation": {"formulation": "sparse"}}, "formulation must be one of"),
+    ({"rounds": 0, "initial": 30}, r"with rounds=0 every question is asked at random"),
     ({"seed": -2}, "seed"),
 ])
 def test_bad_options_are_refused_before_the_first_question(contexts, options, message):
@@ -190,11 +198,21 @@ def test_bad_options_are_refused_before_the_first_question(contexts, options, me
         return 0
 
     before = snapshot(m)
-    with pytest.raises(ModelError, match=message):
+    with pytest.raises((ModelError, LearningError), match=message):
         m.pref.ask_in_rounds(candidates, BUDGET, oracle, **options)
     assert not asked
     assert snapshot(m) == before
     assert not m.pref.is_fitted
+
+
+def test_no_rounds_asks_every_question_at_random(contexts, latent_user):
+    """rounds=0: n_pairs random questions and one fit (was half of them)."""
+    train, _ = contexts
+    m, candidates = fresh(train, 0)
+    result = m.pref.ask_in_rounds(candidates, 30, latent_user.oracle(seed=0), rounds=0, seed=0,
+                                  fit_options=FIT, **LOCAL)
+    assert len(result.pairs) == 30
+    assert len(result.reports) == 1
 
 
 def test_other_inputs_are_refused(contexts, latent_user):
