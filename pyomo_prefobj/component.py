@@ -43,6 +43,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.base.indexed_component_slice import IndexedComponent_slice
 from pyomo.core.base.block import BlockData, declare_custom_block
+from pyomo.core.expr.numeric_expr import LinearExpression, SumExpression
 
 from . import oracles, sampling
 from . import rounds as rounds_module
@@ -167,6 +168,17 @@ def _param_value(param, value):
     value = float(value)
     step = param.parent_component().domain.get_interval()[2]
     return int(value) if step == 1 and value.is_integer() else value
+
+
+def _summed(terms, kind=LinearExpression):
+    """``sum(terms)`` as Python's ``sum`` builds it in Pyomo, without one
+    operator dispatch per term: a ``kind`` expression (LinearExpression for
+    products ``c * var``, SumExpression for others) of the terms in their
+    order, or the term itself where there is one. The same expression, so
+    a solver is handed the same rows; ``activate`` builds about a thousand
+    terms at every context."""
+    terms = list(terms)
+    return kind(terms) if len(terms) > 1 else sum(terms)
 
 
 def _add_rows(block, name, index, row):
@@ -1197,13 +1209,14 @@ class PreferenceObjectiveData(BlockData):
             self._add_coordinates(block)
             block.w = pyo.Var(range(r))
             _add_rows(block, "w_definition", range(r),
-                      lambda k: block.w[k] == sum(float(scaled[j, k]) * block.z[j] for j in range(r)))
+                      lambda k: block.w[k] == _summed(float(scaled[j, k]) * block.z[j] for j in range(r)))
             # One epigraph row for the whole quadratic: SCIP closed the gap about
             # twice as fast as with one row per coordinate on the COVID-19 model.
             block.e = pyo.Var(bounds=(0, None))
-            block.epigraph = pyo.Constraint(expr=block.e >= sum(block.w[k] ** 2 for k in range(r)))
+            block.epigraph = pyo.Constraint(
+                expr=block.e >= _summed((block.w[k] ** 2 for k in range(r)), SumExpression))
             block.objective = pyo.Objective(
-                expr=(0.5 / c ** 2) * block.e + sum(float(linear[j]) * block.z[j] for j in range(r))
+                expr=(0.5 / c ** 2) * block.e + _summed(float(linear[j]) * block.z[j] for j in range(r))
             )
         else:
             cost = learner.cost(context)
