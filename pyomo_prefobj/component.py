@@ -92,11 +92,6 @@ def _describe(item):
     return repr(name) if isinstance(name, str) and hasattr(item, "ctype") else repr(item)
 
 
-def _is_number(value):
-    """A finite real number (not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
-
-
 def _float_array(values, message):
     """``values`` as a float array; ContextError ``message`` if they are not numbers."""
     try:
@@ -588,7 +583,7 @@ class PreferenceObjectiveData(BlockData):
         contexts = self._check_contexts(contexts)
         per_context = oracles.check_count(per_context, f"{self.name}: per_context", ModelError)
         for name, value in (("bias_weight", bias_weight), ("bias_width", bias_width)):
-            if not _is_number(value) or value < 0:
+            if not oracles.is_number(value) or value < 0:
                 raise ModelError(f"{self.name}: {name} must be a finite number >= 0; got {value!r}")
         sampling.check_time_limit(time_limit, self.name)
         _check_seed(seed, self.name)
@@ -955,9 +950,8 @@ class PreferenceObjectiveData(BlockData):
             return super().activate()  # Pyomo's own, while the block is built
         self._check_fitted()
         values = self._check_context(context)
-        formulation = self._check_activation(formulation, trust_region, tie_break, span_penalty)
-        options = (("trust_region", trust_region), ("tie_break", tie_break),
-                   ("span_penalty", span_penalty))
+        formulation, options = self._check_activation(formulation, trust_region, tie_break,
+                                                      span_penalty)
         was_active = self._is_learned_active()
         nominal = self._find_nominal()
         factor, linear, learned_weight = self._learner.terms(values.reshape(1, -1))
@@ -997,20 +991,21 @@ class PreferenceObjectiveData(BlockData):
         self._links["nominal"] = nominal
         self._saved_context = saved_context
         self._formulation = formulation
-        self._activation = dict(options)
+        self._activation = options
 
     def _check_activation(self, formulation=None, trust_region=None, tie_break=None,
                           span_penalty=None):
         """ModelError unless these are usable ``activate`` options; returns
-        the formulation to use."""
+        the formulation to use and the other options as a dict."""
         formulation = self._formulation if formulation is None else formulation
         if formulation not in FORMULATIONS:
             raise ModelError(f"{self.name}: formulation must be one of {FORMULATIONS}; got {formulation!r}")
-        for name, option in (("trust_region", trust_region), ("tie_break", tie_break),
-                             ("span_penalty", span_penalty)):
-            if option is not None and (not _is_number(option) or option < 0):
+        options = {"trust_region": trust_region, "tie_break": tie_break,
+                   "span_penalty": span_penalty}
+        for name, option in options.items():
+            if option is not None and (not oracles.is_number(option) or option < 0):
                 raise ModelError(f"{self.name}: {name} must be a number >= 0 or None; got {option!r}")
-        return formulation
+        return formulation, options
 
     def _warn_if_extrapolated(self, values):
         """Warn where ``values`` lie far from the contexts of the fitted pairs."""

@@ -207,6 +207,11 @@ def draw_pairs(candidates, n_pairs, rng, warn=True):
     return np.array(chosen)
 
 
+def is_number(value):
+    """A finite real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def check_count(value, name, error=PairsError):
     """``value`` as an int; ``error`` unless it is a positive integer (not a
     bool, a float or a string)."""

@@ -30,7 +30,6 @@ same as in a serial run.
 
 import collections
 import concurrent.futures
-import numbers
 import os
 import threading
 
@@ -38,6 +37,7 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.common.collections import ComponentMap
 
+from . import oracles
 from .errors import ModelError
 
 
@@ -121,8 +121,7 @@ def check_time_limit(time_limit, name):
     """ModelError (naming ``name``) unless ``time_limit`` is ``None`` or seconds > 0."""
     if time_limit is None:
         return
-    if (isinstance(time_limit, numbers.Real) and not isinstance(time_limit, bool)
-            and np.isfinite(time_limit) and time_limit > 0):
+    if oracles.is_number(time_limit) and time_limit > 0:
         return
     raise ModelError(f"{name}: time_limit must be a number of seconds > 0 or None; "
                      f"got {time_limit!r}")
