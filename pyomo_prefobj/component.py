@@ -53,14 +53,13 @@ from .errors import (
     ContextError,
     DecisionError,
     FileFormatError,
-    LearningError,
     ModelError,
     NoFeasibleCandidateError,
     NotFittedError,
     PairsError,
     warn_user,
 )
-from .learning import PreferenceLearner
+from .learning import PreferenceLearner, learner_from_options
 from .npzfile import read_npz
 from .pairs import Pairs
 from .progress import progress_bar
@@ -849,10 +848,7 @@ class PreferenceObjectiveData(BlockData):
         if candidates is not None:
             self._refuse_other_decisions(candidates, "candidates")
         options.setdefault("progress", self._progress)
-        try:
-            learner = PreferenceLearner(n_components=n_components, seed=seed, **options)
-        except TypeError as exc:
-            raise LearningError(f"{self.name}: unknown fit option: {exc}") from exc
+        learner = learner_from_options(self.name, n_components, seed, **options)
         if warm_start and self._learner is None:
             raise NotFittedError(f"{self.name}: warm_start=True needs an earlier fit")
         if options.get("nominal_weight") is True and self._find_nominal().sense == pyo.maximize:

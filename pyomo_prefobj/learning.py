@@ -963,3 +963,15 @@ class PreferenceLearner:
         network.load_state_dict(state)
         learner.network_ = network.eval()
         return learner
+
+
+def learner_from_options(what, n_components=None, seed=0, **options):
+    """A :class:`PreferenceLearner` from ``fit``'s keyword arguments.
+
+    Raises:
+        LearningError: an option that is no hyperparameter (named after ``what``).
+    """
+    try:
+        return PreferenceLearner(n_components=n_components, seed=seed, **options)
+    except TypeError as exc:
+        raise LearningError(f"{what}: unknown fit option: {exc}") from exc

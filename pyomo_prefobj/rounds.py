@@ -35,7 +35,7 @@ import pyomo.environ as pyo
 from . import oracles, sampling
 from .candidates import Candidates
 from .errors import LearningError, ModelError, OracleError, PairsError, StopAsking, warn_user
-from .learning import PreferenceLearner
+from .learning import learner_from_options
 from .pairs import Pairs
 from .progress import progress_bar
 
@@ -113,12 +113,7 @@ def check_sample_options(options, what):
 def check_fit_options(options, what):
     """LearningError unless ``options`` are usable ``fit`` keyword arguments:
     known :class:`PreferenceLearner` hyperparameters with values in range."""
-    options = dict(options)
-    try:
-        learner = PreferenceLearner(n_components=options.pop("n_components", None),
-                                    seed=options.pop("seed", 0), **options)
-    except TypeError as exc:
-        raise LearningError(f"{what}: unknown fit option: {exc}") from None
+    learner = learner_from_options(what, **options)
     try:
         learner.check_options()
     except LearningError as exc:
